@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ChatroomConfig(AppConfig):
+    name = "chatroom"
+    verbose_name = "Chat room"

@@ -1,0 +1,47 @@
+"""What the chat accepts from clients: names, rooms and message texts."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+DEFAULT_ROOM = "lobby"
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NAME_LENGTH = 32
+
+
+def clean_room(value: Any) -> str:
+    """A room name: 1-64 letters, digits, ``-`` or ``_``; ``lobby`` when not given."""
+    if value in (None, ""):
+        return DEFAULT_ROOM
+    if not isinstance(value, str) or not ROOM_PATTERN.fullmatch(value):
+        raise ValidationError("invalid room: use 1-64 letters, digits, '-' or '_'")
+    return value
+
+
+def clean_name(value: Any) -> str:
+    """A display name: 1-32 printable characters; a generated guest name when not given."""
+    if value in (None, ""):
+        return f"guest-{secrets.token_hex(3)}"
+    if not isinstance(value, str):
+        raise ValidationError("invalid name: it must be a string")
+    name = value.strip()
+    if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise ValidationError(f"invalid name: use 1-{MAX_NAME_LENGTH} printable characters")
+    return name
+
+
+def clean_text(value: Any) -> str:
+    """A message text: a non-blank string of at most ``CHAT_MAX_MESSAGE_LENGTH`` characters."""
+    if not isinstance(value, str):
+        raise ValidationError("message must be a string")
+    if not value.strip():
+        raise ValidationError("message is empty")
+    limit = settings.CHAT_MAX_MESSAGE_LENGTH
+    if len(value) > limit:
+        raise ValidationError(f"message is too long: {len(value)} characters, the limit is {limit}")
+    return value

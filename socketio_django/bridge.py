@@ -1,0 +1,172 @@
+"""Run a WSGI application once per Socket.IO connection, as a blocking view."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gevent
+import socketio
+from django.db import connections
+from socketio import packet
+
+from .handle import Message, SocketHandle
+
+logger = logging.getLogger("socketio_django")
+
+WSGIApplication = Callable[[dict, Callable], Iterable[bytes]]
+
+NAMESPACE = "/"
+
+
+class ViewServer(socketio.Server):
+    """A gevent-mode ``socketio.Server`` that hands every connection to a WSGI view.
+
+    On connect it runs ``view_application`` in a new greenlet with a copy of
+    the connecting request's environ, plus ``environ["socketio"]``: a
+    :class:`SocketHandle`. The namespace picks the path: ``/`` is
+    ``/<resource>/``, ``/echo`` is ``/<resource>/echo/``, so the URLconf maps
+    namespaces to views. Incoming events go to the handle's inbox; the view's
+    return ends the connection.
+    """
+
+    def __init__(
+        self,
+        view_application: WSGIApplication,
+        *,
+        resource: str = "socket.io",
+        inbox_size: int = 100,
+        accept_timeout: float = 30.0,
+        **options: Any,
+    ) -> None:
+        # Handlers only queue work for the view greenlet, so they run in the
+        # reader's greenlet: no greenlet spawned per incoming event.
+        options.setdefault("async_handlers", False)
+        super().__init__(async_mode="gevent", namespaces="*", **options)
+        self.view_application = view_application
+        self.resource = resource.strip("/")
+        self.inbox_size = inbox_size
+        self.accept_timeout = accept_timeout
+        self.handles: dict[str, SocketHandle] = {}
+        self.on("connect", self._on_connect, namespace="*")
+        self.on("disconnect", self._on_disconnect, namespace="*")
+
+    # -- connection lifetime ---------------------------------------------
+
+    def _on_connect(self, namespace: str, sid: str, environ: dict, auth: Any) -> None:
+        handle = SocketHandle(self, namespace, sid, auth, self.inbox_size)
+        self.handles[sid] = handle
+        view = gevent.spawn(self._run_view, handle, self._view_environ(environ, handle))
+        # Wait for the view to talk to the socket (accept) or to return (refuse).
+        finished = gevent.wait([handle.accept_requested, view], count=1, timeout=self.accept_timeout)
+        if handle.accept_requested.is_set():
+            return
+        self._forget(handle)
+        if not finished:
+            view.kill(block=False)
+            raise socketio.exceptions.ConnectionRefusedError("the server took too long to accept")
+        raise socketio.exceptions.ConnectionRefusedError(view.value or "connection refused")
+
+    def _on_disconnect(self, namespace: str, sid: str, reason: str) -> None:
+        handle = self.handles.pop(sid, None)
+        if handle is not None:
+            logger.debug("client %s left: %s", sid, reason)
+            handle.close()
+
+    def _handle_connect(self, eio_sid: str, namespace: str, data: Any) -> None:
+        # python-socketio sends CONNECT after our connect handler returns; only
+        # then may the view's first emit go out, or the client could get it first.
+        try:
+            super()._handle_connect(eio_sid, namespace, data)
+        finally:
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
+            handle = self.handles.get(sid) if sid else None
+            if handle is not None:
+                handle.ready.set()
+
+    def _forget(self, handle: SocketHandle) -> None:
+        self.handles.pop(handle.id, None)
+        handle.close()
+        handle.ready.set()
+
+    def _run_view(self, handle: SocketHandle, environ: dict) -> str | None:
+        """Run the view; return the refusal reason if it answered with an error."""
+        status: list[str] = []
+
+        def start_response(status_line: str, headers: list, exc_info: Any = None) -> None:
+            status.append(status_line)
+
+        try:
+            body = self.view_application(environ, start_response)
+            try:
+                content = b"".join(body)
+            finally:
+                if hasattr(body, "close"):
+                    body.close()  # fires Django's request_finished: closes DB connections
+        except Exception:
+            logger.exception("socket view crashed for %s", handle.id)
+            status, content = ["500 Internal Server Error"], b""
+        code = int(status[0].split()[0]) if status else 500
+        if handle.accept_requested.is_set():
+            if code >= 500:
+                logger.error("socket view for %s ended with %s", handle.id, status[0])
+            handle.disconnect()
+            return None
+        return content.decode("utf-8", "replace").strip() or status[0].split(" ", 1)[-1]
+
+    def _view_environ(self, environ: dict, handle: SocketHandle) -> dict:
+        """A GET request for the view, built from the request that opened the connection."""
+        path = "/".join(part for part in (self.resource, handle.namespace.strip("/")) if part)
+        view_environ = dict(environ)
+        view_environ.update(
+            {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": f"/{path}/",
+                "CONTENT_LENGTH": "0",
+                "wsgi.input": io.BytesIO(),
+                "socketio": handle,
+            }
+        )
+        view_environ.pop("CONTENT_TYPE", None)
+        return view_environ
+
+    def on_view_idle(self) -> None:
+        """Called before a view blocks waiting for its client.
+
+        A connection may stay idle for hours: give its database connection
+        back rather than holding one per connected client.
+        """
+        connections.close_all()
+
+    # -- incoming events -------------------------------------------------
+
+    def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: list) -> None:
+        namespace = namespace or NAMESPACE
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        handle = self.handles.get(sid)
+        if handle is None or not self.manager.is_connected(sid, namespace):
+            return
+        ack = None
+        if id is not None:
+
+            def ack(*values: Any) -> None:
+                self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=list(values)))
+
+        handle.deliver(Message(event=data[0], args=tuple(data[1:]), _ack=ack))
+
+
+class SocketIOApplication:
+    """A WSGI application: Socket.IO under ``/<resource>/``, ``application`` for the rest.
+
+    Each Socket.IO connection runs ``application`` once, as a GET request to
+    ``/<resource>/``, so the project's URLconf routes it to a view.
+    """
+
+    def __init__(self, application: WSGIApplication, resource: str = "socket.io", **options: Any) -> None:
+        self.server = ViewServer(application, resource=resource, **options)
+        self._app = socketio.WSGIApp(self.server, application, socketio_path=self.server.resource)
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        return self._app(environ, start_response)

@@ -1,0 +1,48 @@
+"""Server options read from Django settings, with safe defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from .bridge import SocketIOApplication
+
+DEFAULTS: dict[str, Any] = {
+    # Socket.IO lives under /<resource>/; the URLconf routes that path to the socket view.
+    "SOCKETIO_RESOURCE": "socket.io",
+    # None: same-origin only. A list of origins, or "*" for any.
+    "SOCKETIO_ALLOWED_ORIGINS": None,
+    # Largest Engine.IO packet a client may send; a bigger one disconnects that client.
+    "SOCKETIO_MAX_PAYLOAD": 64 * 1024,
+    # Events a view may leave unread before that client's reader waits for it.
+    "SOCKETIO_INBOX_SIZE": 100,
+    # Seconds a view may take before it accepts or refuses a connection.
+    "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
+}
+
+
+def setting(name: str) -> Any:
+    """A ``SOCKETIO_*`` setting, or its default."""
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def server_options() -> dict[str, Any]:
+    """Keyword arguments for :class:`SocketIOApplication` from the project's settings."""
+    origins = setting("SOCKETIO_ALLOWED_ORIGINS")
+    options = {
+        "resource": setting("SOCKETIO_RESOURCE"),
+        "max_http_buffer_size": setting("SOCKETIO_MAX_PAYLOAD"),
+        "inbox_size": setting("SOCKETIO_INBOX_SIZE"),
+        "accept_timeout": setting("SOCKETIO_ACCEPT_TIMEOUT"),
+    }
+    if origins is not None:
+        options["cors_allowed_origins"] = origins
+    return options
+
+
+def get_socketio_application() -> SocketIOApplication:
+    """The Django project as a WSGI application that also serves Socket.IO."""
+    from django.core.wsgi import get_wsgi_application
+
+    return SocketIOApplication(get_wsgi_application(), **server_options())

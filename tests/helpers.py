@@ -1,0 +1,195 @@
+"""Real servers in subprocesses and real Socket.IO clients that record what they see."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import socketio
+from socketio import packet
+
+ROOT = Path(__file__).resolve().parent.parent
+TRANSPORTS = {
+    "websocket": ["websocket"],
+    "polling": ["polling"],
+    "upgrade": ["polling", "websocket"],
+}
+WAIT = 10.0  # seconds any expected event may take
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = WAIT, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class ServerProcess:
+    """The chat server started for real: ``python run_example.py`` on a free port."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
+        self.workdir = workdir
+        self.database = workdir / "chat.sqlite3"
+        self.log_path = workdir / "server.log"
+        self.port = free_port()
+        self.command = command or [sys.executable, "run_example.py", "--port", "{port}"]
+        self.env = {
+            **os.environ,
+            "CHAT_DATABASE_PATH": str(self.database),
+            "DJANGO_SECRET_KEY": "tests-only-secret-key-" + "x" * 40,
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        command = [part.format(port=self.port) for part in self.command]
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._accepting, timeout=30, what=f"server on port {self.port} (log: {self.log_path})")
+        return self
+
+    def _accepting(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def open_files_matching(self, path: Path) -> int:
+        """How many of the server's open file descriptors point at ``path``."""
+        fd_dir = Path(f"/proc/{self.process.pid}/fd")
+        count = 0
+        for fd in fd_dir.iterdir():
+            try:
+                if os.readlink(fd) == str(path):
+                    count += 1
+            except FileNotFoundError:
+                pass  # closed while we looked
+        return count
+
+    def manage(self, *args: str) -> str:
+        """Run ``manage.py`` against this server's database; return its output."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+
+class Client:
+    """A python-socketio client that records every event it receives."""
+
+    def __init__(self, url: str, transport: str = "websocket", namespace: str = "/", **connect: Any) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.transports = TRANSPORTS[transport]
+        self.connect_options = connect
+        self.sio = socketio.Client(reconnection=False)
+        self._events: list[tuple[str, tuple]] = []
+        self._taken: set[int] = set()
+        self._changed = threading.Condition()
+        self.sio.on("*", self._record, namespace=namespace)
+        for event in ("connect", "disconnect", "connect_error"):
+            self.sio.on(event, lambda *args, event=event: self._record(event, *args), namespace=namespace)
+
+    def _record(self, event: str, *args: Any) -> None:
+        with self._changed:
+            self._events.append((event, args))
+            self._changed.notify_all()
+
+    def connect(self) -> Client:
+        self.sio.connect(self.url, transports=self.transports, namespaces=[self.namespace], **self.connect_options)
+        return self
+
+    def try_connect(self) -> Exception | None:
+        """Connect, returning the error instead of raising it."""
+        try:
+            self.connect()
+        except socketio.exceptions.ConnectionError as error:
+            return error
+        return None
+
+    def wait_for(self, event: str, match: Callable[..., bool] | None = None, timeout: float = WAIT) -> Any:
+        """The first not yet taken ``event`` whose payload satisfies ``match``; its first argument."""
+        with self._changed:
+            deadline = time.monotonic() + timeout
+            while True:
+                for index, (name, args) in enumerate(self._events):
+                    if index in self._taken or name != event:
+                        continue
+                    payload = args[0] if args else None
+                    if match is None or match(payload):
+                        self._taken.add(index)
+                        return payload
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [name for name, _ in self._events]
+                    raise AssertionError(f"no {event!r} within {timeout}s; received: {seen}")
+                self._changed.wait(remaining)
+
+    def received(self, event: str) -> list[Any]:
+        """Every ``event`` payload received so far (first arguments)."""
+        with self._changed:
+            return [args[0] if args else None for name, args in self._events if name == event]
+
+    def call(self, event: str, *args: Any, timeout: float = WAIT) -> Any:
+        """Emit ``event`` and return the server's acknowledgement."""
+        data = args[0] if len(args) == 1 else args
+        return self.sio.call(event, data, namespace=self.namespace, timeout=timeout)
+
+    def say(self, text: Any) -> dict:
+        """Send a chat message and return the server's acknowledgement."""
+        return self.call("message", text)
+
+    def sync(self) -> None:
+        """Round-trip to the server: everything it sent this client before is now received."""
+        answer = self.call("sync")
+        assert "error" in answer, answer
+
+    def close(self) -> None:
+        if self.sio.connected:
+            if self.sio.transport() == "polling":
+                # python-engineio's polling client drops its last POST when disconnect() wins a race
+                # with its writer thread: say goodbye first and wait until that is sent.
+                self.sio._send_packet(self.sio.packet_class(packet.DISCONNECT, namespace=self.namespace))
+                self.sio.eio.queue.join()
+            self.sio.disconnect()
+        self.sio.shutdown()

@@ -1,0 +1,158 @@
+"""The chat as its users see it, over WebSocket, long-polling and polling upgraded to WebSocket."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import TRANSPORTS
+
+transports = pytest.mark.parametrize("transport", list(TRANSPORTS))
+
+
+def join(clients, server, room, name, transport="websocket"):
+    """A client in ``room`` that has received its history and welcome."""
+    client = clients(server.url, transport, auth={"room": room, "name": name})
+    client.wait_for("welcome")
+    return client
+
+
+@transports
+def test_history_holds_the_last_15_messages_oldest_first(server, clients, room, transport):
+    writer = join(clients, server, room, "writer", transport)
+    for number in range(20):
+        assert writer.say(f"message {number}")["ok"] is True
+
+    reader = join(clients, server, room, "reader", transport)
+    history = reader.wait_for("history")
+    assert [message["text"] for message in history] == [f"message {n}" for n in range(5, 20)]
+    assert {message["name"] for message in history} == {"writer"}
+    assert all({"id", "name", "text", "time"} <= message.keys() for message in history)
+
+
+@transports
+def test_broadcast_reaches_the_others_and_not_the_sender(server, clients, room, transport):
+    alice = join(clients, server, room, "alice", transport)
+    bob = join(clients, server, room, "bob", transport)
+    carol = join(clients, server, room, "carol", "websocket")
+
+    answer = alice.say("hello room")
+
+    for other in (bob, carol):
+        message = other.wait_for("message")
+        assert message["text"] == "hello room"
+        assert message["name"] == "alice"
+        assert message["id"] == answer["id"]
+    alice.sync()
+    assert alice.received("message") == []
+
+
+@transports
+def test_ack_carries_the_stored_id(server, clients, room, transport):
+    alice = join(clients, server, room, "alice", transport)
+    first = alice.say("one")
+    second = alice.say("two")
+    assert first == {"ok": True, "id": first["id"]}
+    assert second["id"] > first["id"]
+
+    reader = join(clients, server, room, "reader")
+    ids = {message["text"]: message["id"] for message in reader.wait_for("history")}
+    assert ids == {"one": first["id"], "two": second["id"]}
+
+
+@transports
+def test_announcements_on_connect_and_disconnect(server, clients, room, transport):
+    alice = join(clients, server, room, "alice")
+    bob = join(clients, server, room, "bob", transport)
+    assert alice.wait_for("announcement") == {"kind": "join", "name": "bob", "text": "bob joined"}
+
+    bob.close()
+    assert alice.wait_for("announcement") == {"kind": "leave", "name": "bob", "text": "bob left"}
+
+
+def test_welcome_names_the_client_and_who_is_online(server, clients, room):
+    alice = clients(server.url, auth={"room": room, "name": "alice"})
+    assert alice.wait_for("welcome") == {"name": "alice", "room": room, "online": ["alice"]}
+    bob = clients(server.url, auth={"room": room, "name": "bob"})
+    assert bob.wait_for("welcome")["online"] == ["alice", "bob"]
+
+
+def test_guest_name_when_none_is_given(server, clients, room):
+    guest = clients(server.url, auth={"room": room})
+    assert guest.wait_for("welcome")["name"].startswith("guest-")
+
+
+def test_room_and_name_from_the_query_string(server, clients, room):
+    client = clients(f"{server.url}?room={room}&name=queried")
+    assert client.wait_for("welcome") == {"name": "queried", "room": room, "online": ["queried"]}
+
+
+def test_rooms_are_isolated(server, clients, room):
+    other_room = room + "-other"
+    alice = join(clients, server, room, "alice")
+    bob = join(clients, server, other_room, "bob")
+    alice_friend = join(clients, server, room, "friend")
+
+    alice.say("for room one")
+    bob.say("for room two")
+
+    assert alice_friend.wait_for("message")["text"] == "for room one"
+    alice_friend.sync()
+    assert [m["text"] for m in alice_friend.received("message")] == ["for room one"]
+
+    assert [m["text"] for m in join(clients, server, room, "late").wait_for("history")] == ["for room one"]
+    assert [m["text"] for m in join(clients, server, other_room, "late").wait_for("history")] == ["for room two"]
+
+
+def test_logged_in_user_chats_under_their_username(server, clients, room):
+    session_key = server.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY\n"
+        "from django.contrib.sessions.backends.db import SessionStore\n"
+        "user, _ = get_user_model().objects.get_or_create(username='margaret')\n"
+        "user.set_password('pw'); user.save()\n"
+        "s = SessionStore(); s[SESSION_KEY] = str(user.pk)\n"
+        "s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+        "s[HASH_SESSION_KEY] = user.get_session_auth_hash(); s.create(); print(s.session_key)",
+    ).splitlines()[-1]
+    client = clients(
+        server.url, auth={"room": room, "name": "impostor"}, headers={"Cookie": f"sessionid={session_key}"}
+    )
+    assert client.wait_for("welcome")["name"] == "margaret"
+
+
+def test_history_survives_a_restart(fresh_server, clients, room):
+    server = fresh_server()
+    writer = join(clients, server, room, "writer")
+    stored = [writer.say(f"before restart {n}")["id"] for n in range(3)]
+    writer.close()
+    server.stop()
+
+    server.start()
+    history = join(clients, server, room, "reader").wait_for("history")
+    assert [m["id"] for m in history] == stored
+    assert [m["text"] for m in history] == [f"before restart {n}" for n in range(3)]
+
+
+def test_fifty_concurrent_clients_all_receive_a_broadcast(server, clients, room):
+    listeners = [
+        clients(server.url, "websocket" if n % 2 else "polling", auth={"room": room, "name": f"user{n}"})
+        for n in range(50)
+    ]
+    sender = join(clients, server, room, "sender")
+    answer = sender.say("to everyone")
+    for listener in listeners:
+        assert listener.wait_for("message", lambda m: m["id"] == answer["id"])["text"] == "to everyone"
+
+
+def test_chat_pages_render(server):
+    import requests
+
+    lobby = requests.get(server.url + "/", timeout=10)
+    assert lobby.status_code == 200
+    assert 'data-room="lobby"' in lobby.text
+    other = requests.get(server.url + "/r/kitchen/", timeout=10)
+    assert 'data-room="kitchen"' in other.text
+    script = requests.get(server.url + "/static/js/vendor/socket.io.esm.min.js", timeout=10)
+    assert script.status_code == 200
+    assert "Socket.IO v4" in script.text
