@@ -114,7 +114,7 @@ class ViewServer(socketio.Server):
                 logger.error("socket view for %s ended with %s", handle.id, status[0])
             handle.disconnect()
             return None
-        return content.decode("utf-8", "replace").strip() or status[0].split(" ", 1)[-1]
+        return _refusal_reason(code, status[0], content)
 
     def _view_environ(self, environ: dict, handle: SocketHandle) -> dict:
         """A GET request for the view, built from the request that opened the connection."""
@@ -142,7 +142,19 @@ class ViewServer(socketio.Server):
 
     # -- incoming events -------------------------------------------------
 
+    def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
+        # A packet python-socketio cannot decode is a protocol violation: drop
+        # that client with one log line instead of a traceback per packet.
+        try:
+            super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            logger.warning("disconnecting %s: malformed packet (%s: %s)", eio_sid, type(error).__name__, error)
+            # Not inline: closing waits for the send queue, which a long-polling POST cannot drain.
+            self.start_background_task(self.eio.disconnect, eio_sid)
+
     def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: list) -> None:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            raise ValueError("an event needs a name")
         namespace = namespace or NAMESPACE
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         handle = self.handles.get(sid)
@@ -155,6 +167,14 @@ class ViewServer(socketio.Server):
                 self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=list(values)))
 
         handle.deliver(Message(event=data[0], args=tuple(data[1:]), _ack=ack))
+
+
+def _refusal_reason(code: int, status_line: str, content: bytes) -> str:
+    """What the client's ``connect_error`` says: a plain-text 4xx body, else the status phrase."""
+    text = content.decode("utf-8", "replace").strip()
+    if code < 500 and text and "<" not in text and len(text) <= 200:
+        return text
+    return status_line.split(" ", 1)[-1]
 
 
 class SocketIOApplication:

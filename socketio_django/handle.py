@@ -112,12 +112,14 @@ class SocketHandle:
     def join(self, room: str) -> None:
         """Add this client to ``room``."""
         self._accept()
-        self._server.enter_room(self.id, room, namespace=self.namespace)
+        if not self._gone:  # python-socketio forgets a client's rooms when it leaves
+            self._server.enter_room(self.id, room, namespace=self.namespace)
 
     def leave(self, room: str) -> None:
         """Remove this client from ``room``."""
         self._accept()
-        self._server.leave_room(self.id, room, namespace=self.namespace)
+        if not self._gone:
+            self._server.leave_room(self.id, room, namespace=self.namespace)
 
     def rooms(self) -> list[str]:
         """The rooms this client is in (its own id among them)."""

@@ -143,7 +143,8 @@ class Client:
         """Connect, returning the error instead of raising it."""
         try:
             self.connect()
-        except socketio.exceptions.ConnectionError as error:
+        # A refused WebSocket handshake surfaces from python-engineio as a ValueError.
+        except (socketio.exceptions.ConnectionError, ValueError) as error:
             return error
         return None
 
@@ -193,3 +194,43 @@ class Client:
                 self.sio.eio.queue.join()
             self.sio.disconnect()
         self.sio.shutdown()
+
+
+class RawSocket:
+    """A bare Engine.IO v4 WebSocket, for sending packets no real client would."""
+
+    def __init__(self, url: str, namespace_auth: dict | None = None, **options: Any) -> None:
+        import json
+
+        import websocket
+
+        ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = websocket.create_connection(ws_url, timeout=WAIT, **options)
+        opened = self.ws.recv()
+        assert opened.startswith("0{"), opened
+        self.ws.send("40" + json.dumps(namespace_auth or {}))
+
+    def send(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            self.ws.send_binary(frame)
+        else:
+            self.ws.send(frame)
+
+    def frames_until_closed(self) -> list[str]:
+        """Every frame until the server closes the connection (answering its pings)."""
+        import websocket
+
+        frames = []
+        while True:
+            try:
+                frame = self.ws.recv()
+            except (websocket.WebSocketConnectionClosedException, ConnectionError):
+                return frames
+            if not frame:
+                return frames
+            if frame == "2":
+                self.ws.send("3")
+            frames.append(frame)
+
+    def close(self) -> None:
+        self.ws.close()

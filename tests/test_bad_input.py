@@ -1,0 +1,175 @@
+"""Every bad input gets a clear error, hurts nobody else, and loses no stored message."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from .helpers import RawSocket
+
+
+def join(clients, server, room, name, transport="websocket"):
+    client = clients(server.url, transport, auth={"room": room, "name": name})
+    client.wait_for("welcome")
+    return client
+
+
+def history(clients, server, room):
+    return [message["text"] for message in join(clients, server, room, "auditor").wait_for("history")]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "message is empty"),
+        ("   \n\t", "message is empty"),
+        (42, "message must be a string"),
+        (None, "message must be a string"),
+        ({"text": "hi"}, "message must be a string"),
+        (["hi"], "message must be a string"),
+        ("x" * 1001, "message is too long: 1001 characters, the limit is 1000"),
+    ],
+)
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_bad_message_is_rejected_and_neither_stored_nor_broadcast(server, clients, room, transport, text, reason):
+    sender = join(clients, server, room, "sender", transport)
+    listener = join(clients, server, room, "listener")
+    kept = sender.say("kept")
+
+    assert sender.say(text) == {"error": reason}
+
+    # The connection stays up, and the sender's next message is the first the listener gets after "kept":
+    # the bad one was never broadcast (one greenlet sends both, in order).
+    after = sender.say("after")
+    assert after["ok"] is True
+    assert [listener.wait_for("message")["text"] for _ in range(2)] == ["kept", "after"]
+    assert history(clients, server, room) == ["kept", "after"]
+    assert after["id"] > kept["id"]
+
+
+def test_message_at_the_length_limit_is_accepted(server, clients, room):
+    sender = join(clients, server, room, "sender")
+    assert sender.say("y" * 1000)["ok"] is True
+
+
+def test_unknown_event_gets_an_error(server, clients, room):
+    sender = join(clients, server, room, "sender")
+    assert sender.call("shout", "hi") == {"error": "unknown event 'shout'"}
+    assert sender.say("still here")["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("auth", "reason"),
+    [
+        ({"name": "n" * 33}, "invalid name: use 1-32 printable characters"),
+        ({"name": "bell\x07"}, "invalid name: use 1-32 printable characters"),
+        ({"name": "   "}, "invalid name: use 1-32 printable characters"),
+        ({"name": 7}, "invalid name: it must be a string"),
+        ({"room": "../etc"}, "invalid room: use 1-64 letters, digits, '-' or '_'"),
+        ({"room": "r" * 65}, "invalid room: use 1-64 letters, digits, '-' or '_'"),
+        ({"room": ["lobby"]}, "invalid room: use 1-64 letters, digits, '-' or '_'"),
+    ],
+)
+def test_invalid_name_or_room_refuses_the_connection_with_the_reason(server, clients, auth, reason):
+    client = clients(server.url, auth=auth, connect=False)
+    assert client.try_connect() is not None
+    assert client.wait_for("connect_error") == {"message": reason}
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_oversized_packet_disconnects_only_its_sender(server, clients, room, transport):
+    sender = join(clients, server, room, "sender", transport)
+    bystander = join(clients, server, room, "bystander")
+    stored = bystander.say("stored before")["id"]
+
+    sender.sio.emit("message", "z" * 70_000)
+    sender.wait_for("disconnect")
+
+    assert bystander.say("still chatting")["ok"] is True
+    newcomer = join(clients, server, room, "newcomer")
+    assert [m["id"] for m in newcomer.wait_for("history")][0] == stored
+    assert history(clients, server, room) == ["stored before", "still chatting"]
+
+
+def first_websocket_frame(url: str, origin: str) -> str:
+    """The Engine.IO open packet a WebSocket handshake from ``origin`` gets, or "" if it is closed at once."""
+    import websocket
+
+    ws = websocket.create_connection(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", origin=origin)
+    try:
+        return ws.recv()
+    except websocket.WebSocketConnectionClosedException:
+        return ""
+    finally:
+        ws.close()
+
+
+def test_foreign_origin_is_refused_over_websocket(server):
+    assert first_websocket_frame(server.url, origin="http://evil.example") == ""
+    assert first_websocket_frame(server.url, origin=server.url).startswith("0{")
+
+
+def test_foreign_origin_is_refused_over_polling(server, clients):
+    foreign = clients(server.url, "polling", headers={"Origin": "http://evil.example"}, connect=False)
+    assert foreign.try_connect() is not None
+    assert "http://evil.example is not an accepted origin" in server.log()
+    same = clients(server.url, "polling", headers={"Origin": server.url})
+    assert same.wait_for("welcome")
+
+
+def test_allowed_origins_setting_opens_the_server_to_listed_origins(fresh_server, clients):
+    server = fresh_server(SOCKETIO_ALLOWED_ORIGINS="http://friend.example")
+    assert first_websocket_frame(server.url, origin="http://friend.example").startswith("0{")
+    assert first_websocket_frame(server.url, origin="http://evil.example") == ""
+    friend = clients(server.url, "polling", headers={"Origin": "http://friend.example"})
+    assert friend.wait_for("welcome")
+
+
+# Each of these gets its sender disconnected.
+MALFORMED_FRAMES = [
+    "",  # empty Engine.IO packet
+    "x",  # unknown Engine.IO packet type
+    "4",  # message with no Socket.IO packet
+    "4x",  # unknown Socket.IO packet type
+    "42",  # event with no data
+    "42[",  # truncated JSON
+    "42{}",  # event data that is not a list
+    "42[]",  # event with no name
+    '42[7,"x"]',  # event name that is not a string
+    b"\x00\xff\xfe",  # binary garbage
+    "40{oops",  # second CONNECT with broken JSON
+    "44",  # CONNECT_ERROR from a client
+]
+
+
+@pytest.mark.parametrize("frame", MALFORMED_FRAMES, ids=repr)
+def test_malformed_packets_never_affect_other_clients(server, clients, room, frame):
+    bystander = join(clients, server, room, "bystander")
+    before = bystander.say("before")["id"]
+
+    raw = RawSocket(server.url, {"room": room, "name": "raw"})
+    raw.send(frame)
+    raw.frames_until_closed()
+
+    assert bystander.say("after")["ok"] is True
+    texts = history(clients, server, room)
+    assert texts[0] == "before" and texts[-1] == "after"
+    assert before in [m["id"] for m in join(clients, server, room, "auditor2").wait_for("history")]
+
+
+def test_binary_event_whose_attachment_never_comes_blocks_nobody(server, clients, room):
+    bystander = join(clients, server, room, "bystander")
+    raw = RawSocket(server.url, {"room": room, "name": "raw"})
+    raw.send('451-["message",{"_placeholder":true,"num":0}]')
+    assert bystander.say("unaffected")["ok"] is True
+    raw.close()
+
+
+@pytest.mark.parametrize("body", [b"garbage", b"4:", b"\xff\xfe", b'42["message"'])
+def test_malformed_polling_request_is_rejected(server, clients, room, body):
+    bystander = join(clients, server, room, "bystander", "polling")
+    handshake = requests.get(server.url + "/socket.io/?EIO=4&transport=polling", timeout=10)
+    sid = handshake.text.split('"sid":"')[1].split('"')[0]
+    answer = requests.post(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}", data=body, timeout=10)
+    assert answer.status_code in (200, 400)
+    assert bystander.say("unaffected")["ok"] is True
