@@ -6,6 +6,11 @@ import sys
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["runsocketio"]:
+        # gevent must patch the standard library before Django imports it.
+        from gevent import monkey
+
+        monkey.patch_all()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     from django.core.management import execute_from_command_line
 

@@ -3,7 +3,9 @@
 
     python run_example.py [--host 127.0.0.1] [--port 9000]
 
-Creates or updates the SQLite database first, then serves until Ctrl-C.
+Creates or migrates the SQLite database first, then serves until Ctrl-C or
+SIGTERM (a graceful shutdown). It is ``manage.py runsocketio --migrate
+--noreload`` with the chat's defaults.
 """
 
 from gevent import monkey
@@ -11,12 +13,10 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse
-import contextlib
 import os
 
 import django
 from django.core.management import call_command
-from django.core.wsgi import get_wsgi_application
 
 
 def main() -> None:
@@ -27,16 +27,8 @@ def main() -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
-
-    from socketio_django import SocketIOServer
-    from socketio_django.conf import server_options
-
-    server = SocketIOServer((args.host, args.port), get_wsgi_application(), **server_options())
-    server.start()
-    print(f"Chat server listening on http://{args.host}:{server.server_port}/", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    call_command("runsocketio", f"{host}:{args.port}", migrate=True, use_reloader=False, skip_checks=False)
 
 
 if __name__ == "__main__":

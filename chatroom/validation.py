@@ -38,10 +38,10 @@ def clean_name(value: Any) -> str:
 def clean_text(value: Any) -> str:
     """A message text: a non-blank string of at most ``CHAT_MAX_MESSAGE_LENGTH`` characters."""
     if not isinstance(value, str):
-        raise ValidationError("message must be a string")
+        raise ValidationError("message must be a string", code="not-a-string")
     if not value.strip():
-        raise ValidationError("message is empty")
+        raise ValidationError("message is empty", code="empty")
     limit = settings.CHAT_MAX_MESSAGE_LENGTH
     if len(value) > limit:
-        raise ValidationError(f"message is too long: {len(value)} characters, the limit is {limit}")
+        raise ValidationError(f"message is too long: {len(value)} characters, the limit is {limit}", code="too-long")
     return value

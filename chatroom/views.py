@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
 from . import presence
+from .metrics import MESSAGES
 from .models import Message
 from .validation import DEFAULT_ROOM, clean_name, clean_room, clean_text
 
@@ -36,6 +37,7 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         return HttpResponseBadRequest(error.messages[0])
 
+    socket.info.update(name=name, room=room)
     socket.join(room)
     socket.emit("history", [message.as_event() for message in Message.history(room)])
     presence.enter(room, name)
@@ -43,16 +45,17 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
     socket.broadcast("announcement", {"kind": "join", "name": name, "text": f"{name} joined"}, room=room)
     try:
         while (incoming := socket.recv()) is not None:
-            if incoming.event != "message":
-                incoming.reply({"error": f"unknown event {incoming.event!r}"})
-                continue
             try:
+                if incoming.event != "message":
+                    raise ValidationError(f"unknown event {incoming.event[:50]!r}", code="unknown-event")
                 text = clean_text(incoming.data)
             except ValidationError as error:
-                logger.info("rejected message from %s in %s: %s", name, room, error.messages[0])
+                MESSAGES.labels(error.code).inc()
+                logger.info("rejected id=%s name=%s room=%s reason=%r", socket.id, name, room, error.messages[0])
                 incoming.reply({"error": error.messages[0]})
                 continue
             message = Message.objects.create(room=room, name=name, text=text)
+            MESSAGES.labels("stored").inc()
             incoming.reply({"ok": True, "id": message.id})
             socket.broadcast("message", message.as_event(), room=room)
     finally:

@@ -5,6 +5,7 @@ defaults: SQLite beside the code, same-origin Socket.IO only, DEBUG off.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 from django.core.management.utils import get_random_secret_key
@@ -27,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.staticfiles",
+    "socketio_django",
     "chatroom",
 ]
 
@@ -70,13 +72,24 @@ TIME_ZONE = "UTC"
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve straight from static/ when collectstatic has not run (run_example.py, tests).
-WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+if os.environ.get("DJANGO_STATIC_MANIFEST") == "1":
+    # Production (gunicorn.conf.py sets it and runs collectstatic): hashed names, gzip, cached forever.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+else:
+    # run_example.py, runsocketio, tests: WhiteNoise serves straight from static/, no collectstatic.
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = DEBUG
+    # WhiteNoise warns when STATIC_ROOT is missing; here it is not needed.
+    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 # Socket.IO bridge (socketio_django.conf has the defaults).
 SOCKETIO_ALLOWED_ORIGINS = env_list("SOCKETIO_ALLOWED_ORIGINS") or None
 SOCKETIO_MAX_PAYLOAD = int(os.environ.get("SOCKETIO_MAX_PAYLOAD", 64 * 1024))
+SOCKETIO_SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
 
 # Chat app.
 CHAT_HISTORY_SIZE = 15
@@ -92,5 +105,7 @@ LOGGING = {
         # python-socketio and python-engineio log every packet at INFO.
         "socketio": {"level": "WARNING"},
         "engineio": {"level": "WARNING"},
+        # One line per HTTP request (every long-poll): off unless CHAT_ACCESS_LOG=1.
+        "geventwebsocket.handler": {"level": "INFO" if os.environ.get("CHAT_ACCESS_LOG") == "1" else "WARNING"},
     },
 }

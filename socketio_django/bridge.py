@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import gevent
+import gevent.pool
 import socketio
 from django.db import connections
 from socketio import packet
 
+from . import metrics
 from .handle import Message, SocketHandle
 
 logger = logging.getLogger("socketio_django")
@@ -19,6 +21,8 @@ logger = logging.getLogger("socketio_django")
 WSGIApplication = Callable[[dict, Callable], Iterable[bytes]]
 
 NAMESPACE = "/"
+# Every request's environ carries the ViewServer under this key (the health view reads it).
+SERVER_ENVIRON_KEY = "socketio.server"
 
 
 class ViewServer(socketio.Server):
@@ -50,6 +54,9 @@ class ViewServer(socketio.Server):
         self.inbox_size = inbox_size
         self.accept_timeout = accept_timeout
         self.handles: dict[str, SocketHandle] = {}
+        self.views = gevent.pool.Group()
+        #: Set by shutdown(): new connections are turned away.
+        self.draining = False
         self.on("connect", self._on_connect, namespace="*")
         self.on("disconnect", self._on_disconnect, namespace="*")
 
@@ -58,22 +65,58 @@ class ViewServer(socketio.Server):
     def _on_connect(self, namespace: str, sid: str, environ: dict, auth: Any) -> None:
         handle = SocketHandle(self, namespace, sid, auth, self.inbox_size)
         self.handles[sid] = handle
-        view = gevent.spawn(self._run_view, handle, self._view_environ(environ, handle))
+        view = self.views.spawn(self._run_view, handle, self._view_environ(environ, handle))
         # Wait for the view to talk to the socket (accept) or to return (refuse).
         finished = gevent.wait([handle.accept_requested, view], count=1, timeout=self.accept_timeout)
         if handle.accept_requested.is_set():
+            metrics.CONNECTED.inc()
+            metrics.CONNECTIONS.inc()
+            logger.info("connect %s", self._describe(handle))
             return
         self._forget(handle)
+        metrics.REFUSED.inc()
         if not finished:
             view.kill(block=False)
-            raise socketio.exceptions.ConnectionRefusedError("the server took too long to accept")
-        raise socketio.exceptions.ConnectionRefusedError(view.value or "connection refused")
+            reason = "the server took too long to accept"
+        else:
+            reason = view.value or "connection refused"
+        logger.info("refused %s reason=%r", self._describe(handle), reason)
+        raise socketio.exceptions.ConnectionRefusedError(reason)
 
     def _on_disconnect(self, namespace: str, sid: str, reason: str) -> None:
         handle = self.handles.pop(sid, None)
         if handle is not None:
-            logger.debug("client %s left: %s", sid, reason)
+            metrics.CONNECTED.dec()
+            metrics.DISCONNECTS.labels(reason).inc()
+            logger.info("disconnect %s reason=%r", self._describe(handle), reason)
             handle.close()
+
+    def _describe(self, handle: SocketHandle) -> str:
+        """``key=value`` pairs for the log: id, namespace, transport, and what the view added."""
+        details = {"id": handle.id, "namespace": handle.namespace, "transport": handle.transport, **handle.info}
+        return " ".join(f"{key}={value}" for key, value in details.items())
+
+    def _handle_eio_connect(self, eio_sid: str, environ: dict) -> bool | None:
+        if self.draining:
+            return False  # Engine.IO refuses the handshake; clients retry, elsewhere or later
+        return super()._handle_eio_connect(eio_sid, environ)
+
+    def shutdown_gracefully(self, timeout: float) -> bool:
+        """Turn new clients away, send every client off, and let the views finish.
+
+        Clients see their transport close, not a Socket.IO disconnect, so
+        socket.io-client reconnects on its own (to another server, or to
+        this one once it is back). Events already received are still handed
+        to their views. Returns whether every view ended within ``timeout``.
+        """
+        self.draining = True
+        with gevent.Timeout(timeout, False):
+            closing = gevent.pool.Group()
+            for eio_sid in list(self.eio.sockets):
+                closing.spawn(self.eio.disconnect, eio_sid)
+            closing.join()
+            self.views.join()
+        return len(self.views) == 0
 
     def _handle_connect(self, eio_sid: str, namespace: str, data: Any) -> None:
         # python-socketio sends CONNECT after our connect handler returns; only
@@ -132,6 +175,11 @@ class ViewServer(socketio.Server):
         view_environ.pop("CONTENT_TYPE", None)
         return view_environ
 
+    def audience(self, namespace: str, room: str | None, skip_sid: str | None = None) -> int:
+        """How many clients are in ``room`` (the whole namespace when ``None``), ``skip_sid`` aside."""
+        members = self.manager.rooms.get(namespace, {}).get(room, {})
+        return len(members) - (skip_sid in members)
+
     def on_view_idle(self) -> None:
         """Called before a view blocks waiting for its client.
 
@@ -148,6 +196,7 @@ class ViewServer(socketio.Server):
         try:
             super()._handle_eio_message(eio_sid, data)
         except (ValueError, TypeError, KeyError, IndexError) as error:
+            metrics.MALFORMED.inc()
             logger.warning("disconnecting %s: malformed packet (%s: %s)", eio_sid, type(error).__name__, error)
             # Not inline: closing waits for the send queue, which a long-polling POST cannot drain.
             self.start_background_task(self.eio.disconnect, eio_sid)
@@ -160,6 +209,7 @@ class ViewServer(socketio.Server):
         handle = self.handles.get(sid)
         if handle is None or not self.manager.is_connected(sid, namespace):
             return
+        metrics.RECEIVED.inc()
         ack = None
         if id is not None:
 
@@ -189,4 +239,5 @@ class SocketIOApplication:
         self._app = socketio.WSGIApp(self.server, application, socketio_path=self.server.resource)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        environ[SERVER_ENVIRON_KEY] = self.server  # for the health view
         return self._app(environ, start_response)

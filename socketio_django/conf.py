@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_INBOX_SIZE": 100,
     # Seconds a view may take before it accepts or refuses a connection.
     "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
+    # Seconds a graceful shutdown (SIGTERM) may take before what still runs is cut short.
+    "SOCKETIO_SHUTDOWN_TIMEOUT": 10.0,
 }
 
 

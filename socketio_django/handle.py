@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import gevent.event
 import gevent.queue
 
+from . import metrics
+
 if TYPE_CHECKING:
     from .bridge import ViewServer
 
@@ -62,6 +64,8 @@ class SocketHandle:
         self.id = sid
         #: The ``auth`` payload the client sent with its connection request.
         self.auth = auth
+        #: Details the view adds (a user name, a room) for the server's connect and disconnect log lines.
+        self.info: dict[str, Any] = {}
         self._inbox: gevent.queue.Queue = gevent.queue.Queue(maxsize=inbox_size)
         self._gone = False
         self._accepted = False
@@ -84,6 +88,14 @@ class SocketHandle:
             return None
         return item
 
+    @property
+    def transport(self) -> str:
+        """``"websocket"`` or ``"polling"``; a polling client may upgrade later."""
+        try:
+            return self._server.transport(self.id, namespace=self.namespace)
+        except KeyError:
+            return "gone"
+
     def connected(self) -> bool:
         """Whether the client is still connected."""
         return not self._gone
@@ -98,6 +110,7 @@ class SocketHandle:
         """Send ``event`` with ``args`` to this client."""
         self._accept()
         self._server.emit(event, _payload(args), to=self.id, namespace=self.namespace)
+        metrics.DELIVERED.inc()
 
     def broadcast(self, event: str, *args: Any, room: str | None = None) -> None:
         """Send ``event`` to every client in ``room`` but this one.
@@ -106,6 +119,7 @@ class SocketHandle:
         """
         self._accept()
         self._server.emit(event, _payload(args), to=room, skip_sid=self.id, namespace=self.namespace)
+        metrics.DELIVERED.inc(self._server.audience(self.namespace, room, skip_sid=self.id))
 
     # -- rooms and lifetime ----------------------------------------------
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import time
 from typing import Any
 
+import gevent
+import gevent.event
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
-from .bridge import SocketIOApplication, WSGIApplication
+from .bridge import SocketIOApplication, ViewServer, WSGIApplication
+
+logger = logging.getLogger("socketio_django")
 
 
 class SocketIOServer(WSGIServer):
@@ -18,6 +25,7 @@ class SocketIOServer(WSGIServer):
     Socket.IO under ``/<resource>/``, where each connection runs
     ``application`` once with ``environ["socketio"]`` set. ``options`` go to
     :class:`socketio.Server` (``cors_allowed_origins``, ``max_http_buffer_size``, ...).
+    An application that is already a :class:`SocketIOApplication` is served as it is.
     """
 
     def __init__(
@@ -29,10 +37,36 @@ class SocketIOServer(WSGIServer):
         log: Any = None,
         **options: Any,
     ) -> None:
-        self.socketio_app = SocketIOApplication(application, resource=resource, **options)
-        super().__init__(listener, self.socketio_app, handler_class=WebSocketHandler, log=log)
+        if not isinstance(application, SocketIOApplication):
+            application = SocketIOApplication(application, resource=resource, **options)
+        self.socketio_app = application
+        super().__init__(listener, application, handler_class=WebSocketHandler, log=log)
 
     @property
-    def sio(self):
+    def sio(self) -> ViewServer:
         """The underlying :class:`socketio.Server`."""
         return self.socketio_app.server
+
+    def serve_until_stopped(self, shutdown_timeout: float = 10.0) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down within ``shutdown_timeout`` seconds.
+
+        Shutting down stops accepting connections, sends every client away
+        (socket.io-client then reconnects by itself), lets the views handle
+        what they already received, and ends whatever is still running when
+        the time is up.
+        """
+        stop = gevent.event.Event()
+        watchers = [gevent.signal_handler(signum, stop.set) for signum in (signal.SIGTERM, signal.SIGINT)]
+        try:
+            if not self.started:
+                self.start()
+            stop.wait()
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+        started = time.monotonic()
+        logger.info("shutting down: %d clients, at most %.0fs", len(self.sio.handles), shutdown_timeout)
+        self.close()
+        finished = self.sio.shutdown_gracefully(shutdown_timeout)
+        self.stop(timeout=max(0.0, shutdown_timeout - (time.monotonic() - started)))
+        logger.info("shut down in %.1fs%s", time.monotonic() - started, "" if finished else " (views cut short)")

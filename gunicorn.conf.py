@@ -1,0 +1,76 @@
+"""Gunicorn settings for production: ``gunicorn -c gunicorn.conf.py``.
+
+gevent-websocket's worker serves Socket.IO (WebSocket and long-polling) and
+the Django site on one port. Everything an operator tunes comes from the
+environment, with safe defaults.
+
+One worker is the default and the safe choice: each worker keeps its own
+clients and rooms, so a broadcast reaches only the clients of its worker, and
+a long-polling client must reach the same worker on every request (sticky
+sessions). See the README before raising GUNICORN_WORKERS.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+# Hashed, compressed static files, served by WhiteNoise.
+os.environ.setdefault("DJANGO_STATIC_MANIFEST", "1")
+
+SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
+
+wsgi_app = "project.wsgi:application"
+worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
+workers = int(os.environ.get("GUNICORN_WORKERS", 1))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 10000))
+# The gevent worker heartbeats from its own greenlet, so long-lived sockets never
+# trip this timeout; it only catches a worker whose event loop is stuck.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
+# The master waits this long after SIGTERM before killing workers: our own drain plus a margin.
+graceful_timeout = int(SHUTDOWN_TIMEOUT) + 5
+keepalive = 5
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+# Gunicorn's control socket lives at one path per user: two deployments on a host would share it.
+control_socket_disable = True
+
+
+def on_starting(server):
+    """Before any worker starts: apply migrations and collect static files, once.
+
+    In a child process: Django loaded in the master, before gevent patches the
+    workers, would share one database connection between all greenlets.
+    """
+    manage = [sys.executable, str(Path(__file__).with_name("manage.py"))]
+    subprocess.run([*manage, "migrate", "--no-input", "--verbosity", "0"], check=True)
+    subprocess.run([*manage, "collectstatic", "--no-input", "--verbosity", "0"], check=True)
+
+
+def post_fork(server, worker):
+    """With psycopg2 and psycogreen installed, make PostgreSQL queries yield to other greenlets.
+
+    Otherwise one slow query would stall every client of this worker.
+    """
+    try:
+        from psycogreen.gevent import patch_psycopg  # imports psycopg2
+    except ImportError:
+        return  # SQLite (the default): no driver to patch
+    patch_psycopg()
+    worker.log.info("psycopg2 made gevent-cooperative (psycogreen)")
+
+
+def post_worker_init(worker):
+    """On SIGTERM, drain Socket.IO first: turn new clients away, send the connected ones off."""
+    import gevent
+
+    def drain_then_exit():
+        worker.log.info("SIGTERM: draining %d Socket.IO clients", len(worker.wsgi.server.handles))
+        worker.wsgi.server.shutdown_gracefully(SHUTDOWN_TIMEOUT)
+        worker.alive = False  # the worker then closes its listener and exits
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: gevent.spawn(drain_then_exit))

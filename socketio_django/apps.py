@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SocketIODjangoConfig(AppConfig):
+    name = "socketio_django"
+    verbose_name = "Socket.IO for Django"

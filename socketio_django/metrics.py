@@ -1,0 +1,11 @@
+"""Prometheus metrics for the bridge, in prometheus-client's default registry."""
+
+from prometheus_client import Counter, Gauge
+
+CONNECTED = Gauge("socketio_connected_clients", "Clients connected now")
+CONNECTIONS = Counter("socketio_connections_total", "Connections accepted by a view")
+REFUSED = Counter("socketio_refused_connections_total", "Connections a view refused, or that were refused for it")
+RECEIVED = Counter("socketio_events_received_total", "Events received from clients")
+DELIVERED = Counter("socketio_events_delivered_total", "Events sent to clients, one per recipient")
+MALFORMED = Counter("socketio_malformed_packets_total", "Packets that could not be decoded; their sender is dropped")
+DISCONNECTS = Counter("socketio_disconnects_total", "Clients that left, by reason", ["reason"])

@@ -1,0 +1,36 @@
+"""Operational views: health for load balancers, metrics for Prometheus."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .bridge import SERVER_ENVIRON_KEY
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 while serving with a reachable database; 503 while shutting down or without one."""
+    server = request.environ.get(SERVER_ENVIRON_KEY)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = "ok"
+    except Exception as error:  # any driver's failure means "not reachable"
+        database = f"error: {error}"
+    draining = bool(server and server.draining)
+    healthy = database == "ok" and not draining
+    body = {
+        "status": "ok" if healthy else ("draining" if draining else "unhealthy"),
+        "database": database,
+        "clients": len(server.handles) if server else None,
+    }
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format of this process's metrics."""
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
