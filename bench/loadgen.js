@@ -1,0 +1,559 @@
+#!/usr/bin/env node
+// Load generator: raw Engine.IO v4 / Socket.IO v5 clients over WebSocket (the `ws`
+// package) or HTTP long-polling, spread over worker processes and 127.x source
+// addresses. Driven by JSON commands, one per line on stdin; answers one JSON line
+// per command on stdout (bench/run.py drives it). It exits when stdin closes.
+//
+//   node bench/loadgen.js --url http://127.0.0.1:9000 [--workers 2] [--sources 8]
+//
+// Commands:
+//   {"cmd": "connect", "count": N, "room_size": 0, "transport": "websocket"}
+//        open N more receivers (room_size 0: all in room "bench"; else rooms of that size)
+//   {"cmd": "sender"}             open the sender (a WebSocket client in room "bench")
+//   {"cmd": "drain", "quiet_ms": 1000}  wait until no client got a non-ping packet for quiet_ms
+//   {"cmd": "fanout", "messages": M, "window": 4}   send M messages, at most `window` not yet
+//        delivered to every receiver; answer when all are delivered (or on timeout)
+//   {"cmd": "steady", "rate": R, "seconds": S}       send R messages a second for S seconds
+//   {"cmd": "stats"}              counts of connected / closed clients
+//   {"cmd": "quit"}
+"use strict";
+
+const { fork } = require("node:child_process");
+const http = require("node:http");
+const readline = require("node:readline");
+const WebSocket = require("ws");
+
+const RS = "\x1e"; // Engine.IO v4 long-polling packet separator
+
+function parseArgs(argv) {
+  const args = { url: "http://127.0.0.1:9000", workers: 2, sources: 8, timeout: 600 };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i].replace(/^--/, "");
+    if (key === "worker") args.worker = true;
+    else args[key] = argv[++i];
+  }
+  args.workers = Number(args.workers);
+  args.sources = Number(args.sources);
+  args.timeout = Number(args.timeout);
+  return args;
+}
+
+const nowNs = () => process.hrtime.bigint(); // CLOCK_MONOTONIC: the same clock in every process
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------
+// One client. `onPacket(client, text)` sees every Engine.IO packet as a string.
+
+class Client {
+  constructor(spec, url, hooks) {
+    this.spec = spec; // {idx, room, name, src, transport}
+    this.url = url;
+    this.hooks = hooks;
+    this.state = "new"; // new -> connecting -> open | failed | closed
+    this.ws = null;
+    this.sid = null;
+    this.agent = null;
+  }
+
+  auth() {
+    return JSON.stringify({ room: this.spec.room, name: this.spec.name });
+  }
+
+  start(timeoutMs) {
+    this.state = "connecting";
+    this.timer = setTimeout(() => this.fail("timeout"), timeoutMs);
+    if (this.spec.transport === "polling") this.startPolling();
+    else this.startWebSocket();
+  }
+
+  fail(reason) {
+    if (this.state !== "connecting") return;
+    this.state = "failed";
+    clearTimeout(this.timer);
+    this.teardown();
+    this.hooks.onFailed(this, reason);
+  }
+
+  opened() {
+    this.state = "open";
+    clearTimeout(this.timer);
+    this.hooks.onOpen(this);
+  }
+
+  lost(reason) {
+    if (this.state === "connecting") return this.fail(reason);
+    if (this.state !== "open") return;
+    this.state = "closed";
+    this.teardown();
+    this.hooks.onClosed(this, reason);
+  }
+
+  teardown() {
+    if (this.ws) {
+      this.ws.removeAllListeners();
+      this.ws.on("error", () => {});
+      this.ws.terminate();
+      this.ws = null;
+    }
+    if (this.agent) {
+      this.agent.destroy();
+      this.agent = null;
+    }
+  }
+
+  close() {
+    this.state = "done";
+    clearTimeout(this.timer);
+    this.teardown();
+  }
+
+  // Engine.IO packet handling, shared by both transports.
+  packet(text) {
+    const type = text.charCodeAt(0);
+    if (type === 50 /* "2" ping */) return this.send("3");
+    if (type === 52 /* "4" message */) {
+      if (text.charCodeAt(1) === 50 /* "42" event */) return this.hooks.onEvent(this, text);
+      if (text.startsWith("40")) {
+        if (this.state === "connecting") this.opened();
+        return;
+      }
+      if (text.startsWith("44")) return this.fail(`connect_error ${text.slice(2, 200)}`);
+      if (text.startsWith("41")) return this.lost("server disconnect");
+      return;
+    }
+    if (type === 48 /* "0" open */) {
+      if (this.spec.transport === "polling") this.sid = JSON.parse(text.slice(1)).sid;
+      return this.send(`40${this.auth()}`);
+    }
+    if (type === 49 /* "1" close */) return this.lost("engine.io close");
+  }
+
+  send(text) {
+    if (this.spec.transport === "polling") return this.post(text);
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+  }
+
+  startWebSocket() {
+    const url = `${this.url.replace(/^http/, "ws")}/socket.io/?EIO=4&transport=websocket`;
+    const ws = new WebSocket(url, { localAddress: this.spec.src, perMessageDeflate: false });
+    this.ws = ws;
+    ws.on("message", (data) => this.packet(data.toString()));
+    ws.on("error", (error) => this.lost(`error ${error.code || error.message}`));
+    ws.on("close", () => this.lost("socket closed"));
+  }
+
+  // -- long-polling ---------------------------------------------------------------
+
+  request(method, body, callback) {
+    const sid = this.sid ? `&sid=${this.sid}` : "";
+    const url = new URL(`${this.url}/socket.io/?EIO=4&transport=polling${sid}&t=${Date.now()}`);
+    const headers = body === null ? {} : { "Content-Type": "text/plain;charset=UTF-8" };
+    const req = http.request(
+      { method, host: url.hostname, port: url.port, path: url.pathname + url.search, agent: this.agent, headers },
+      (res) => {
+        const chunks = [];
+        res.on("data", (chunk) => chunks.push(chunk));
+        res.on("end", () => {
+          if (res.statusCode !== 200) return this.lost(`HTTP ${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 200)}`);
+          callback(Buffer.concat(chunks).toString());
+        });
+        res.on("error", (error) => this.lost(`response error ${error.message}`));
+      },
+    );
+    req.on("error", (error) => this.lost(`request error ${error.code || error.message}`));
+    req.end(body === null ? undefined : body);
+  }
+
+  startPolling() {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 2, localAddress: this.spec.src });
+    this.poll();
+  }
+
+  poll() {
+    if (!this.agent) return;
+    this.request("GET", null, (body) => {
+      for (const text of body.split(RS)) if (text && this.agent) this.packet(text);
+      if (this.state === "connecting" || this.state === "open") this.poll();
+    });
+  }
+
+  post(text) {
+    if (this.agent) this.request("POST", text, () => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Worker process: holds a share of the receivers, counts what they receive.
+
+function runWorker(args) {
+  const clients = new Set();
+  const queue = [];
+  let inflight = 0;
+  let maxPending = 32;
+  let retries = 2;
+  let attemptTimeoutMs = 60000;
+  let connectDone = null;
+  const counts = { connected: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0, other: 0 };
+  const failures = {};
+  let lastFrame = performance.now();
+  // Per measuring phase: deliveries per message and latencies (microseconds).
+  let phase = null;
+
+  const messageRe = /"text":"b(\d+):(\d+):(\d+)"/;
+
+  const hooks = {
+    onOpen() {
+      inflight--;
+      counts.connected++;
+      pump();
+    },
+    onFailed(client, reason) {
+      inflight--;
+      clients.delete(client);
+      const attempt = (client.spec.attempt || 0) + 1;
+      if (attempt <= retries) {
+        queue.push({ ...client.spec, attempt });
+      } else {
+        counts.failed++;
+        const key = reason.slice(0, 80);
+        failures[key] = (failures[key] || 0) + 1;
+      }
+      setTimeout(pump, 100);
+    },
+    onClosed(client, reason) {
+      counts.connected--;
+      counts.closed++;
+      clients.delete(client);
+      const key = `closed: ${reason}`.slice(0, 80);
+      failures[key] = (failures[key] || 0) + 1;
+    },
+    onEvent(client, text) {
+      counts.frames++;
+      lastFrame = performance.now();
+      if (text.startsWith('42["message"')) {
+        counts.messages++;
+        const match = messageRe.exec(text);
+        if (!match || !phase || Number(match[1]) !== phase.id) return;
+        const seq = Number(match[2]);
+        const n = (phase.counts[seq] || 0) + 1;
+        phase.counts[seq] = n;
+        phase.delivered++;
+        if (phase.latencies.length < phase.maxSamples) {
+          phase.latencies.push(Number((nowNs() - BigInt(match[3])) / 1000n));
+        }
+        if (n === phase.expected) process.send({ type: "complete", seq });
+      } else if (text.startsWith('42["announcement"')) {
+        counts.announcements++;
+      } else {
+        counts.other++;
+      }
+    },
+  };
+
+  function pump() {
+    while (inflight < maxPending && queue.length) {
+      const spec = queue.shift();
+      const client = new Client(spec, args.url, hooks);
+      clients.add(client);
+      inflight++;
+      client.start(attemptTimeoutMs);
+    }
+    if (connectDone && inflight === 0 && queue.length === 0) {
+      const done = connectDone;
+      connectDone = null;
+      done();
+    }
+  }
+
+  function stats() {
+    return {
+      type: "stats",
+      ...counts,
+      pending: inflight + queue.length,
+      quietMs: performance.now() - lastFrame,
+      failures,
+    };
+  }
+
+  process.on("message", (msg) => {
+    if (msg.type === "connect") {
+      maxPending = msg.maxPending;
+      retries = msg.retries;
+      attemptTimeoutMs = msg.attemptTimeoutMs;
+      queue.push(...msg.specs);
+      connectDone = () => process.send(stats());
+      pump();
+    } else if (msg.type === "stats") {
+      process.send(stats());
+    } else if (msg.type === "phase") {
+      // Every open receiver is in the sender's room during measuring phases.
+      phase = { id: msg.id, counts: {}, delivered: 0, latencies: [], maxSamples: msg.maxSamples, expected: counts.connected };
+      process.send({ type: "phase", expected: phase.expected });
+    } else if (msg.type === "phaseEnd") {
+      const result = phase || { counts: {}, delivered: 0, latencies: [] };
+      process.send({ type: "phaseEnd", delivered: result.delivered, counts: result.counts, latencies: result.latencies });
+      phase = null;
+    } else if (msg.type === "quit") {
+      for (const client of clients) client.close();
+      process.exit(0);
+    }
+  });
+  process.on("disconnect", () => process.exit(0));
+}
+
+// ---------------------------------------------------------------------------------
+// Coordinator: splits work over the workers, owns the sender, answers run.py.
+
+async function runCoordinator(args) {
+  const workers = [];
+  for (let i = 0; i < args.workers; i++) {
+    const child = fork(__filename, ["--worker", "--url", args.url], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+    child.waiters = [];
+    child.on("message", (msg) => {
+      if (msg.type === "complete") return onComplete(msg.seq);
+      const waiter = child.waiters.shift();
+      if (waiter) waiter(msg);
+    });
+    child.on("exit", (code) => {
+      if (!quitting) {
+        process.stderr.write(`loadgen worker ${i} exited with ${code}\n`);
+        process.exit(1);
+      }
+    });
+    workers.push(child);
+  }
+  let quitting = false;
+  const ask = (child, msg) =>
+    new Promise((resolve) => {
+      child.waiters.push(resolve);
+      child.send(msg);
+    });
+  const askAll = (msg) => Promise.all(workers.map((child) => ask(child, msg)));
+
+  let nextIndex = 0;
+  let phaseId = 0;
+  let sender = null;
+  let senderLastFrame = performance.now();
+  // Fan-out bookkeeping: per message, how many workers saw it delivered to all their receivers.
+  let completions = null;
+  let onAllComplete = null;
+  let completedCount = 0;
+  function onComplete(seq) {
+    if (!completions) return;
+    completions[seq] = (completions[seq] || 0) + 1;
+    if (completions[seq] === completions.needed) {
+      completedCount++;
+      if (onAllComplete) onAllComplete();
+    }
+  }
+
+  // Several source addresses: each (source, destination) pair has only ~28k ephemeral ports.
+  const source = (index) => `127.0.1.${2 + (index % args.sources)}`;
+
+  async function connect(cmd) {
+    const count = cmd.count;
+    const roomSize = cmd.room_size || 0;
+    const transport = cmd.transport || "websocket";
+    const perWorker = workers.map(() => []);
+    for (let k = 0; k < count; k++) {
+      const idx = nextIndex++;
+      const room = roomSize ? `m${Math.floor(idx / roomSize)}` : "bench";
+      perWorker[idx % workers.length].push({ idx, room, name: `u${idx}`, src: source(idx), transport });
+    }
+    const started = performance.now();
+    const maxPending = Math.max(1, Math.floor((cmd.max_pending || 96) / workers.length));
+    const replies = await Promise.all(
+      workers.map((child, i) =>
+        ask(child, {
+          type: "connect",
+          specs: perWorker[i],
+          maxPending,
+          retries: cmd.retries ?? 2,
+          attemptTimeoutMs: (cmd.attempt_timeout || 60) * 1000,
+        }),
+      ),
+    );
+    return { ...summarize(replies), seconds: (performance.now() - started) / 1000 };
+  }
+
+  function summarize(replies) {
+    const out = { connected: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0, failures: {} };
+    for (const r of replies) {
+      for (const key of ["connected", "failed", "closed", "frames", "announcements", "messages"]) out[key] += r[key];
+      for (const [key, n] of Object.entries(r.failures)) out.failures[key] = (out.failures[key] || 0) + n;
+    }
+    out.quiet_ms = Math.min(...replies.map((r) => r.quietMs), performance.now() - senderLastFrame);
+    out.sender = sender ? sender.state : null;
+    return out;
+  }
+
+  function openSender() {
+    return new Promise((resolve) => {
+      const spec = { idx: -1, room: "bench", name: "sender", src: "127.0.0.1", transport: "websocket" };
+      const client = new Client(spec, args.url, {
+        onOpen: () => resolve({ sender: "open" }),
+        onFailed: (_, reason) => resolve({ sender: "failed", error: reason }),
+        onClosed: (_, reason) => process.stderr.write(`loadgen: sender closed: ${reason}\n`),
+        onEvent: () => {
+          senderLastFrame = performance.now();
+        },
+      });
+      sender = client;
+      client.start(60000);
+    });
+  }
+
+  async function drain(cmd) {
+    const quiet = cmd.quiet_ms || 1000;
+    const deadline = performance.now() + (cmd.timeout || args.timeout) * 1000;
+    const started = performance.now();
+    for (;;) {
+      const out = summarize(await askAll({ type: "stats" }));
+      if (out.quiet_ms >= quiet || performance.now() > deadline) {
+        return { ...out, drained: out.quiet_ms >= quiet, seconds: (performance.now() - started) / 1000 };
+      }
+      await sleep(Math.min(250, quiet / 4));
+    }
+  }
+
+  const sendMessage = (id, seq) => sender.send(`42["message","b${id}:${seq}:${nowNs()}"]`);
+
+  async function startPhase(maxSamples) {
+    const id = ++phaseId;
+    const expected = await askAll({ type: "phase", id, maxSamples });
+    completions = { needed: expected.filter((r) => r.expected > 0).length };
+    completedCount = 0;
+    return { id, receivers: expected.reduce((sum, r) => sum + r.expected, 0) };
+  }
+
+  async function endPhase(phase, messages, started) {
+    const seconds = (performance.now() - started) / 1000;
+    completions = null;
+    onAllComplete = null;
+    const replies = await askAll({ type: "phaseEnd" });
+    let latencies = [];
+    let delivered = 0;
+    let complete = 0;
+    const perMessage = new Array(messages).fill(0);
+    for (const r of replies) {
+      delivered += r.delivered;
+      latencies = latencies.concat(r.latencies);
+      for (const [seq, n] of Object.entries(r.counts)) perMessage[Number(seq)] += n;
+    }
+    for (const n of perMessage) if (n === phase.receivers) complete++;
+    latencies.sort((a, b) => a - b);
+    const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : null);
+    return {
+      messages,
+      receivers: phase.receivers,
+      expected: messages * phase.receivers,
+      delivered,
+      complete_messages: complete,
+      all_delivered: delivered === messages * phase.receivers,
+      seconds,
+      deliveries_per_second: delivered / seconds,
+      latency_us: { samples: latencies.length, p50: pct(50), p90: pct(90), p99: pct(99), max: latencies.at(-1) ?? null },
+    };
+  }
+
+  function waitForDeliveries(messages, timeoutMs) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      onAllComplete = () => {
+        if (completedCount >= messages) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      onAllComplete();
+    });
+  }
+
+  async function fanout(cmd) {
+    const messages = cmd.messages;
+    const window = cmd.window || 4;
+    const phase = await startPhase(cmd.max_samples ?? 2000000);
+    const started = performance.now();
+    let sent = 0;
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, (cmd.timeout || args.timeout) * 1000);
+      const pump = () => {
+        while (sent < messages && sent - completedCount < window) sendMessage(phase.id, sent++);
+        if (completedCount >= messages || phase.receivers === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      onAllComplete = pump;
+      pump();
+    });
+    return { ...(await endPhase(phase, messages, started)), sent };
+  }
+
+  async function steady(cmd) {
+    const total = Math.max(1, Math.round(cmd.rate * cmd.seconds));
+    const intervalNs = BigInt(Math.round(1e9 / cmd.rate));
+    const phase = await startPhase(cmd.max_samples ?? 2000000);
+    const started = performance.now();
+    const t0 = nowNs();
+    for (let seq = 0; seq < total; seq++) {
+      const due = t0 + BigInt(seq) * intervalNs;
+      const waitMs = Number(due - nowNs()) / 1e6;
+      if (waitMs > 1) await sleep(waitMs - 0.5);
+      while (nowNs() < due) await new Promise(setImmediate);
+      sendMessage(phase.id, seq);
+    }
+    await waitForDeliveries(total, (cmd.timeout || 60) * 1000);
+    return { ...(await endPhase(phase, total, started)), rate: cmd.rate };
+  }
+
+  const handlers = {
+    connect,
+    sender: openSender,
+    drain,
+    fanout,
+    steady,
+    stats: async () => summarize(await askAll({ type: "stats" })),
+  };
+
+  const lines = readline.createInterface({ input: process.stdin });
+  const queue = [];
+  let busy = false;
+  async function next() {
+    if (busy || !queue.length) return;
+    busy = true;
+    const cmd = queue.shift();
+    let reply;
+    try {
+      if (cmd.cmd === "quit") return shutdown();
+      const handler = handlers[cmd.cmd];
+      reply = handler ? await handler(cmd) : { error: `unknown command ${cmd.cmd}` };
+    } catch (error) {
+      reply = { error: String(error && error.stack ? error.stack : error) };
+    }
+    process.stdout.write(`${JSON.stringify(reply)}\n`);
+    busy = false;
+    next();
+  }
+  function shutdown() {
+    quitting = true;
+    if (sender) sender.close();
+    for (const child of workers) child.send({ type: "quit" });
+    setTimeout(() => process.exit(0), 200);
+  }
+  lines.on("line", (line) => {
+    if (!line.trim()) return;
+    queue.push(JSON.parse(line));
+    next();
+  });
+  lines.on("close", () => queue.push({ cmd: "quit" }) && next());
+  // Never outlive the run: stop by ourselves.
+  setTimeout(() => {
+    process.stderr.write("loadgen: overall time limit reached\n");
+    shutdown();
+  }, args.timeout * 1000).unref();
+}
+
+const args = parseArgs(process.argv.slice(2));
+if (args.worker) runWorker(args);
+else runCoordinator(args);
