@@ -105,18 +105,15 @@ class ViewServer(socketio.Server):
         """Turn new clients away, send every client off, and let the views finish.
 
         Clients see their transport close, not a Socket.IO disconnect, so
-        socket.io-client reconnects on its own (to another server, or to
+        Socket.IO clients reconnect on their own (to another server, or to
         this one once it is back). Events already received are still handed
         to their views. Returns whether every view ended within ``timeout``.
         """
         self.draining = True
-        with gevent.Timeout(timeout, False):
-            closing = gevent.pool.Group()
-            for eio_sid in list(self.eio.sockets):
-                closing.spawn(self.eio.disconnect, eio_sid)
-            closing.join()
-            self.views.join()
-        return len(self.views) == 0
+        for socket in list(self.eio.sockets.values()):
+            # abort: no Engine.IO CLOSE packet, which python-socketio's client takes as "do not reconnect".
+            socket.close(wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT)
+        return self.views.join(timeout)
 
     def _handle_connect(self, eio_sid: str, namespace: str, data: Any) -> None:
         # python-socketio sends CONNECT after our connect handler returns; only

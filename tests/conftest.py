@@ -36,16 +36,28 @@ def room() -> str:
     return "t-" + uuid.uuid4().hex[:12]
 
 
+class ClientFactory:
+    """Makes connected clients, and closes every one it made or adopted."""
+
+    def __init__(self) -> None:
+        self.made: list[Client] = []
+
+    def __call__(self, url: str, transport: str = "websocket", connect: bool = True, **options) -> Client:
+        client = self.adopt(Client(url, transport, **options))
+        return client.connect() if connect else client
+
+    def adopt(self, client: Client) -> Client:
+        self.made.append(client)
+        return client
+
+    def close_all(self) -> None:
+        for client in self.made:
+            client.close()
+
+
 @pytest.fixture
 def clients():
     """Make connected clients; all are closed after the test."""
-    made: list[Client] = []
-
-    def connect(url: str, transport: str = "websocket", connect: bool = True, **options) -> Client:
-        client = Client(url, transport, **options)
-        made.append(client)
-        return client.connect() if connect else client
-
-    yield connect
-    for client in made:
-        client.close()
+    factory = ClientFactory()
+    yield factory
+    factory.close_all()

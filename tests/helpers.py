@@ -55,9 +55,10 @@ class ServerProcess:
         self.env = {
             **os.environ,
             "CHAT_DATABASE_PATH": str(self.database),
+            "DJANGO_STATIC_ROOT": str(workdir / "static"),
             "DJANGO_SECRET_KEY": "tests-only-secret-key-" + "x" * 40,
             "PYTHONUNBUFFERED": "1",
-            **(env or {}),
+            **{name: value.format(port=self.port) for name, value in (env or {}).items()},
         }
         self.process: subprocess.Popen | None = None
 
@@ -68,7 +69,10 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         command = [part.format(port=self.port) for part in self.command]
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            # A session of its own, so stop() can signal the whole group, as Ctrl-C in a terminal does.
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_until(self._accepting, timeout=30, what=f"server on port {self.port} (log: {self.log_path})")
         return self
 
@@ -82,12 +86,13 @@ class ServerProcess:
             return False
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int:
+        """Signal the server's process group and wait for it; kill it after ``timeout``."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
+            os.killpg(self.process.pid, sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         return self.process.returncode
 
@@ -117,12 +122,14 @@ class ServerProcess:
 class Client:
     """A python-socketio client that records every event it receives."""
 
-    def __init__(self, url: str, transport: str = "websocket", namespace: str = "/", **connect: Any) -> None:
+    def __init__(
+        self, url: str, transport: str = "websocket", namespace: str = "/", reconnect: bool = False, **connect: Any
+    ) -> None:
         self.url = url
         self.namespace = namespace
         self.transports = TRANSPORTS[transport]
         self.connect_options = connect
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = socketio.Client(reconnection=reconnect, reconnection_delay=0.2, reconnection_delay_max=1)
         self._events: list[tuple[str, tuple]] = []
         self._taken: set[int] = set()
         self._changed = threading.Condition()

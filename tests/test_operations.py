@@ -1,0 +1,151 @@
+"""The three ways operators start the server, graceful shutdown, health, metrics and logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from .helpers import Client, ServerProcess, wait_until
+
+WAYS = {
+    "run_example": {"command": [sys.executable, "run_example.py", "--port", "{port}"]},
+    "runsocketio": {
+        "command": [sys.executable, "manage.py", "runsocketio", "--noreload", "--migrate", "127.0.0.1:{port}"]
+    },
+    "gunicorn": {
+        "command": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        "env": {"GUNICORN_BIND": "127.0.0.1:{port}"},
+    },
+}
+SHUTDOWN_TIMEOUT = 5
+
+
+def start(tmp_path, way: str, **env: str) -> ServerProcess:
+    options = WAYS[way]
+    return ServerProcess(tmp_path, env={**options.get("env", {}), **env}, command=options["command"]).start()
+
+
+def metric_values(server: ServerProcess) -> dict[str, float]:
+    """``name{labels}`` -> value, from the server's /metrics."""
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{key}={value}" for key, value in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
+def joined(clients, server, transport, name, room="ops", **options):
+    client = clients(server.url, transport, auth={"room": room, "name": name}, **options)
+    client.wait_for("welcome")
+    return client
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_each_way_serves_chat_health_and_metrics(tmp_path, clients, way):
+    server = start(tmp_path, way)
+    health = requests.get(server.url + "/healthz", timeout=10)
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "database": "ok", "clients": 0}
+    before = metric_values(server)
+
+    ws = joined(clients, server, "websocket", "ws")
+    poll = joined(clients, server, "polling", "poll")
+    assert ws.say("over websocket")["ok"] is True
+    assert poll.wait_for("message")["text"] == "over websocket"
+    assert poll.say("over polling")["ok"] is True
+    assert ws.wait_for("message")["text"] == "over polling"
+    assert ws.say("")["error"] == "message is empty"
+
+    after = metric_values(server)
+    assert after["socketio_connected_clients"] == 2
+    assert requests.get(server.url + "/healthz", timeout=10).json()["clients"] == 2
+    assert after["socketio_events_received_total"] - before["socketio_events_received_total"] == 3
+    assert after["chat_messages_total{outcome=stored}"] == 2
+    assert after["chat_messages_total{outcome=empty}"] == 1
+    # history + welcome to each client, one announcement (poll joining), two messages: one recipient each.
+    assert after["socketio_events_delivered_total"] - before["socketio_events_delivered_total"] == 4 + 1 + 2
+
+    ws.close()
+    wait_until(lambda: metric_values(server)["socketio_connected_clients"] == 1, what="the gauge to drop")
+    disconnects = {k: v for k, v in metric_values(server).items() if k.startswith("socketio_disconnects_total")}
+    assert sum(disconnects.values()) == 1, disconnects
+    log = server.log()
+    assert "connect id=" in log and "transport=websocket name=ws room=ops" in log
+    assert "disconnect id=" in log and "name=ws room=ops reason=" in log
+    assert "rejected id=" in log and "reason='message is empty'" in log
+    assert "GET /socket.io/" not in log, "per-request access lines are off by default"
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_sigterm_sends_clients_away_and_keeps_every_acknowledged_message(tmp_path, clients, way):
+    server = start(tmp_path, way, SOCKETIO_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
+    ws = joined(clients, server, "websocket", "ws")
+    poll = joined(clients, server, "polling", "poll")
+    stayer = clients.adopt(Client(server.url, "websocket", auth={"room": "ops", "name": "stayer"}, reconnect=True))
+    stayer.connect().wait_for("history")
+    stayer.wait_for("welcome")
+    acknowledged = [client.say(f"kept {n}")["id"] for n in range(5) for client in (ws, poll)]
+
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM, timeout=SHUTDOWN_TIMEOUT + 10) == 0
+    assert time.monotonic() - started < SHUTDOWN_TIMEOUT + 3
+    for client in (ws, poll, stayer):
+        client.wait_for("disconnect")
+    assert "shut down in" in server.log() or "draining" in server.log()
+
+    # The client was sent away, not told to stay away: it reconnects once the server is back.
+    server.start()
+    stayer.wait_for("welcome", timeout=30)
+    history = stayer.wait_for("history")
+    assert [message["id"] for message in history] == acknowledged
+
+
+def test_runsocketio_warns_about_unapplied_migrations(tmp_path):
+    server = ServerProcess(
+        tmp_path, command=[sys.executable, "manage.py", "runsocketio", "--noreload", "127.0.0.1:{port}"]
+    ).start()
+    log = server.log()
+    assert "unapplied migration(s)" in log
+    assert f"Socket.IO server listening on http://127.0.0.1:{server.port}/" in log
+    assert server.stop(signal.SIGINT) == 0
+
+
+def test_runsocketio_reloads_on_code_changes_and_stops_on_ctrl_c(tmp_path, clients):
+    server = ServerProcess(
+        tmp_path, command=[sys.executable, "manage.py", "runsocketio", "--migrate", "127.0.0.1:{port}"]
+    ).start()
+    assert joined(clients, server, "websocket", "before").say("before reload")["ok"] is True
+
+    watched = os.path.join(os.path.dirname(__file__), "..", "chatroom", "presence.py")
+    wait_until(lambda: "Watching for file changes" in server.log(), what="the reloader to watch")
+    os.utime(watched)  # what saving the file in an editor does
+    wait_until(lambda: "presence.py changed, reloading" in server.log(), what="the reload")
+    reconnected = wait_until(lambda: _try_join(clients, server), timeout=30, what="the reloaded server")
+    assert [m["text"] for m in reconnected.wait_for("history")] == ["before reload"]
+
+    assert server.stop(signal.SIGINT, timeout=SHUTDOWN_TIMEOUT + 10) == 0
+
+
+def _try_join(clients, server):
+    client = clients(server.url, "websocket", auth={"room": "ops", "name": "after"}, connect=False)
+    return client if client.try_connect() is None else None
+
+
+def test_gunicorn_serves_compressed_cache_busted_static_files(tmp_path):
+    server = start(tmp_path, "gunicorn")
+    page = requests.get(server.url + "/", timeout=10).text
+    script = page.split('src="')[1].split('"')[0]
+    assert script.startswith("/static/js/chat.") and script != "/static/js/chat.js", script
+
+    response = requests.get(server.url + script, headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert "immutable" in response.headers["Cache-Control"]
