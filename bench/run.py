@@ -65,6 +65,12 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -123,8 +129,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the server process (all its threads), in seconds."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+        return process_cpu_seconds(self.pid)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -154,7 +159,7 @@ class Server:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(10)
+            self.process.wait(5)  # a graceful shutdown is not what we measure
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
@@ -194,6 +199,18 @@ class LoadGenerator:
         if "error" in reply and cmd != "sender":
             raise RuntimeError(f"load generator: {reply['error']}")
         return reply
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the load generator: its coordinator and worker processes."""
+        pids = [self.process.pid]
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                pids += [int(pid) for pid in (task / "children").read_text().split()]
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                total += process_cpu_seconds(pid)
+        return total
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -280,9 +297,10 @@ def fanout_scenario(name: str, config: Config, workdir: Path, project_dir: Path,
             join_cpu = session.server.cpu_seconds() - cpu_before_join
             log(f"  {name} {transport}: {connected} receivers, joins drained in {join_seconds:.1f} s")
             profiler = start_profiler(session.server, config, f"{name}-{transport}-{size}")
-            cpu0 = session.server.cpu_seconds()
+            cpu0, load_cpu0 = session.server.cpu_seconds(), session.load.cpu_seconds()
             out = session.load("fanout", messages=messages, window=config.window, timeout=config.time_limit)
             cpu = session.server.cpu_seconds() - cpu0
+            load_cpu = session.load.cpu_seconds() - load_cpu0
             stop_profiler(profiler)
             session.check_alive()
             delivered = out["delivered"]
@@ -298,6 +316,9 @@ def fanout_scenario(name: str, config: Config, workdir: Path, project_dir: Path,
                     "cpu_seconds": cpu,
                     "cpu_us_per_delivery": cpu / delivered * 1e6 if delivered else None,
                     "wall_seconds": out["seconds"],
+                    # Near 1: the server was the bottleneck (one core), not the load generator.
+                    "server_cpu_share": cpu / out["seconds"] if out["seconds"] else None,
+                    "loadgen_cpu_us_per_delivery": load_cpu / delivered * 1e6 if delivered else None,
                     "deliveries_per_second": out["deliveries_per_second"],
                     "latency_us": out["latency_us"],
                     "join_seconds": join_seconds,
@@ -318,7 +339,7 @@ def latency_scenario(name: str, config: Config, workdir: Path, project_dir: Path
         session.load("sender")
         session.connect(config.latency_clients)
         drained = session.drain()
-        cpu0 = session.server.cpu_seconds()
+        cpu0, load_cpu0 = session.server.cpu_seconds(), session.load.cpu_seconds()
         out = session.load(
             "steady",
             rate=config.latency_rate,
@@ -326,6 +347,7 @@ def latency_scenario(name: str, config: Config, workdir: Path, project_dir: Path
             timeout=max(30, config.latency_seconds * 2),
         )
         cpu = session.server.cpu_seconds() - cpu0
+        load_cpu = session.load.cpu_seconds() - load_cpu0
         session.check_alive()
     result = {
         "receivers": out["receivers"],
@@ -336,6 +358,7 @@ def latency_scenario(name: str, config: Config, workdir: Path, project_dir: Path
         "all_delivered": out["all_delivered"] and drained["connected"] == config.latency_clients,
         "cpu_seconds": cpu,
         "cpu_share": cpu / out["seconds"] if out["seconds"] else None,
+        "loadgen_cpu_share": load_cpu / out["seconds"] if out["seconds"] else None,
         "latency_us": out["latency_us"],
     }
     lat = out["latency_us"]
@@ -521,6 +544,8 @@ def summarize(results: dict, config: Config) -> list[dict]:
     rows = []
     for figure in figures(config):
         values = {name: figure.get(results[name]) if name in results else None for name in SERVERS}
+        if all(value is None for value in values.values()):
+            continue  # a scenario that did not run
 
         def ratio(a: str, b: str, values: dict = values) -> float | None:
             if values[a] is None or not values[b]:

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+# The benchmark harness's Node side (tests/test_bench.py runs the harness in its smallest mode).
+if [ ! bench/node_modules/.package-lock.json -nt bench/package-lock.json ]; then
+    npm ci --prefix bench --no-audit --no-fund --loglevel=error
+fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -1,0 +1,54 @@
+"""The benchmark harness (bench/run.py) in its smallest mode, so it cannot rot.
+
+No timing assertions: only that all three servers delivered every message in
+every scenario and that every figure was produced.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("project", "plain", "node")
+
+
+@pytest.mark.timeout(300)
+def test_quick_benchmark_delivers_every_message(tmp_path: Path) -> None:
+    assert shutil.which("node"), "the benchmark needs Node.js"
+    assert (ROOT / "bench" / "node_modules" / "socket.io").is_dir(), "run `npm ci --prefix bench` (tests/run.sh does)"
+
+    run = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--no-plot", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "results.md").read_text().count("\n|") >= len(report["table"])
+
+    for name in SERVERS:
+        result = report["results"][name]
+        for kind in ("fanout", "polling"):
+            assert result[kind], (name, kind)
+            for row in result[kind]:
+                assert row["all_delivered"], (name, kind, row)
+                assert row["delivered"] == row["expected"] == row["size"] * row["messages"] > 0
+                assert row["cpu_us_per_delivery"] is not None
+        latency = result["latency"]
+        assert latency["all_delivered"] and latency["delivered"] == latency["expected"] > 0, (name, latency)
+        assert latency["latency_us"]["p50"] is not None and latency["latency_us"]["p99"] is not None
+        memory = result["memory"]
+        assert all(row["kib_per_connection"] is not None for row in memory["sizes"]), (name, memory)
+        assert memory["max_connections"]["held"] == memory["max_connections"]["target"], (name, memory)
+
+    for row in report["table"]:
+        for name in SERVERS:
+            assert row[name] is not None, (row["key"], name)
