@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
 from . import presence
+from .csp import content_security_policy
 from .metrics import MESSAGES
 from .models import Message
 from .validation import DEFAULT_ROOM, clean_name, clean_room, clean_text
@@ -14,9 +16,10 @@ from .validation import DEFAULT_ROOM, clean_name, clean_room, clean_text
 logger = logging.getLogger("chatroom")
 
 
+@content_security_policy
 def chat_page(request: HttpRequest, room: str = DEFAULT_ROOM) -> HttpResponse:
     """The chat page for ``room``."""
-    return render(request, "chatroom/chat.html", {"room": room})
+    return render(request, "chatroom/chat.html", {"room": room, "max_length": settings.CHAT_MAX_MESSAGE_LENGTH})
 
 
 def chat_socket(request: HttpRequest) -> HttpResponse:

@@ -1,48 +1,171 @@
-// The chat page: joins the room named in <body data-room>, shows its history and new messages.
+// The chat page: joins the room named in <body data-room> and wires the socket to the page.
+// `?transport=polling` keeps to HTTP long-polling, for networks that block WebSocket.
 import { io } from "./vendor/socket.io.esm.min.js";
+import { Outbox } from "./outbox.js";
+import { MessageList, OnlineList, showError, showStatus } from "./view.js";
+
+const NAME_KEY = "chat.name";
+const MAX_NAME_LENGTH = 32;
+const byId = (id) => document.getElementById(id);
 
 const room = document.body.dataset.room;
+const maxLength = Number(document.body.dataset.maxLength) || 1000;
 const params = new URLSearchParams(location.search);
-const transports = params.get("transport") === "polling" ? ["polling"] : ["polling", "websocket"];
-const socket = io({ auth: { room, name: params.get("name") || "" }, transports });
+const status = byId("status");
+const reconnectButton = byId("reconnect");
+const errorBox = byId("error");
+const nameForm = byId("identity");
+const nameInput = byId("name");
+const sendForm = byId("send");
+const input = byId("text");
+const counter = byId("count");
+const messages = new MessageList(byId("messages"), byId("jump"));
+const online = new OnlineList(byId("online"), byId("online-count"));
 
-const list = document.getElementById("messages");
-const status = document.getElementById("status");
-const error = document.getElementById("error");
-const form = document.getElementById("send");
-const input = document.getElementById("text");
-
-function show(className, text) {
-  const item = document.createElement("li");
-  item.className = className;
-  item.textContent = text; // never parsed as HTML
-  list.append(item);
-  item.scrollIntoView({ block: "end" });
+function storedName() {
+  try {
+    return localStorage.getItem(NAME_KEY) || "";
+  } catch {
+    return ""; // storage disabled: a guest name each visit
+  }
 }
 
-function showMessage(message) {
-  show("message", `${message.name}: ${message.text}`);
+function storeName(name) {
+  try {
+    localStorage.setItem(NAME_KEY, name);
+  } catch {
+    // storage disabled or full: the name lasts as long as the page
+  }
 }
 
-socket.on("connect", () => { status.textContent = "connected"; });
-socket.on("disconnect", () => { status.textContent = "reconnecting…"; });
-socket.on("connect_error", (err) => { status.textContent = `cannot connect: ${err.message}`; });
-socket.on("history", (messages) => { list.replaceChildren(); messages.forEach(showMessage); });
-socket.on("welcome", (info) => { status.textContent = `connected as ${info.name}`; });
-socket.on("message", showMessage);
-socket.on("announcement", (note) => show("announcement", note.text));
+let wantedName = params.get("name") || storedName(); // what we ask for; the server may give another
+let me = ""; // the name the server says we chat under, from `welcome`
+let history = []; // the last `history`, rendered once `welcome` says who we are
+nameInput.value = wantedName;
 
-form.addEventListener("submit", (event) => {
+const socket = io({
+  auth: (send) => send({ room, name: wantedName }), // asked on every (re)connection
+  transports: params.get("transport") === "polling" ? ["polling"] : ["polling", "websocket"],
+});
+
+const outbox = new Outbox(socket, {
+  onChange: showOutgoing,
+  known: (id) => messages.byId.has(id),
+  lastId: () => messages.lastId(),
+});
+
+// The transport in use, for the curious and for the tests (it changes when polling upgrades).
+socket.io.on("open", () => {
+  const engine = socket.io.engine;
+  document.body.dataset.transport = engine.transport.name;
+  engine.on("upgrade", (transport) => {
+    document.body.dataset.transport = transport.name;
+  });
+});
+
+function setConnection(state, reason = "") {
+  showStatus(status, state, reason);
+  reconnectButton.hidden = state !== "offline" || socket.active;
+}
+
+socket.on("disconnect", (reason) => {
+  outbox.pause();
+  if (socket.active) setConnection("reconnecting");
+  else setConnection("offline", reason === "io server disconnect" ? "disconnected by the server" : "");
+});
+socket.on("connect_error", (error) => {
+  if (socket.active) {
+    setConnection("reconnecting"); // the server is unreachable for now; the manager retries
+    return;
+  }
+  setConnection("offline", error.message); // refused, e.g. "invalid name: ..."
+  nameInput.setAttribute("aria-invalid", String(error.message.startsWith("invalid name")));
+});
+socket.io.on("reconnect_attempt", () => setConnection("reconnecting"));
+window.addEventListener("offline", () => setConnection("offline", "no network"));
+window.addEventListener("online", () => socket.connected || setConnection("reconnecting"));
+reconnectButton.addEventListener("click", () => {
+  setConnection("connecting");
+  socket.connect();
+});
+
+socket.on("history", (stored) => {
+  history = stored;
+});
+socket.on("welcome", (info) => {
+  me = info.name;
+  if (document.activeElement !== nameInput) nameInput.value = me;
+  nameInput.removeAttribute("aria-invalid");
+  storeName(me);
+  outbox.resume(me, history); // settles our unconfirmed messages before history shows them
+  for (const message of history) messages.addMessage(message, message.name === me);
+  online.reset(info.online, me);
+  setConnection("connected");
+});
+socket.on("message", (message) => messages.addMessage(message, message.name === me));
+socket.on("announcement", (note) => {
+  messages.addAnnouncement(note);
+  online.announce(note);
+});
+
+function showOutgoing(item) {
+  const element = item.element;
+  switch (item.state) {
+    case "queued":
+      messages.setState(element, "queued", { note: "Not sent yet: waiting for the connection…" });
+      break;
+    case "sending":
+      messages.setState(element, "sending", { note: "Sending…" });
+      break;
+    case "unconfirmed":
+      messages.setState(element, "unconfirmed", { note: "Connection lost: will check and resend…" });
+      break;
+    case "sent":
+      messages.setState(element, "sent", { id: item.id });
+      break;
+    case "rejected":
+      // Not part of the conversation: take it out, say why, give the text back to fix it.
+      messages.remove(element);
+      showError(errorBox, `Not sent: ${item.error}`);
+      if (!input.value) input.value = item.text;
+      updateCounter();
+      break;
+    case "failed":
+      messages.setState(element, "failed", { note: `Not sent: ${item.error}.`, retry: () => outbox.retry(item) });
+      showError(errorBox, `Not sent: ${item.error}`);
+      break;
+  }
+}
+
+sendForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = input.value;
-  socket.emit("message", text, (answer) => {
-    if (answer.error) {
-      error.textContent = answer.error;
-      error.hidden = false;
-      return;
-    }
-    error.hidden = true;
-    showMessage({ name: "you", text });
-  });
+  showError(errorBox, "");
+  outbox.add(text, { element: messages.addPending(me || wantedName || "you", text) });
   input.value = "";
+  updateCounter();
+  input.focus();
+});
+
+function updateCounter() {
+  const length = input.value.length;
+  counter.textContent = length > maxLength * 0.9 ? `${length}/${maxLength}` : "";
+  counter.classList.toggle("over", length > maxLength);
+}
+input.addEventListener("input", updateCounter);
+
+nameForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = nameInput.value.trim();
+  if (!name || name.length > MAX_NAME_LENGTH) {
+    nameInput.setAttribute("aria-invalid", "true");
+    showError(errorBox, `Choose a name of 1-${MAX_NAME_LENGTH} characters.`);
+    return;
+  }
+  showError(errorBox, "");
+  if (name === me && socket.connected) return;
+  wantedName = name;
+  storeName(name);
+  socket.disconnect().connect(); // rejoin under the new name
+  setConnection("connecting");
 });
