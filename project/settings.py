@@ -89,6 +89,7 @@ else:
 # Socket.IO bridge (socketio_django.conf has the defaults).
 SOCKETIO_ALLOWED_ORIGINS = env_list("SOCKETIO_ALLOWED_ORIGINS") or None
 SOCKETIO_MAX_PAYLOAD = int(os.environ.get("SOCKETIO_MAX_PAYLOAD", 64 * 1024))
+SOCKETIO_MAX_BACKLOG = int(os.environ.get("SOCKETIO_MAX_BACKLOG", 1000))
 SOCKETIO_SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
 
 # Chat app.

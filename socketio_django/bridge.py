@@ -13,7 +13,8 @@ import socketio
 from django.db import connections
 from socketio import packet
 
-from . import metrics
+from . import fanout, metrics
+from .fanout import FanoutManager
 from .handle import Message, SocketHandle
 
 logger = logging.getLogger("socketio_django")
@@ -43,12 +44,15 @@ class ViewServer(socketio.Server):
         resource: str = "socket.io",
         inbox_size: int = 100,
         accept_timeout: float = 30.0,
+        max_backlog: int = 1000,
         **options: Any,
     ) -> None:
         # Handlers only queue work for the view greenlet, so they run in the
         # reader's greenlet: no greenlet spawned per incoming event.
         options.setdefault("async_handlers", False)
+        options.setdefault("client_manager", FanoutManager(max_backlog))
         super().__init__(async_mode="gevent", namespaces="*", **options)
+        fanout.install(self)
         self.view_application = view_application
         self.resource = resource.strip("/")
         self.inbox_size = inbox_size
@@ -171,11 +175,6 @@ class ViewServer(socketio.Server):
         )
         view_environ.pop("CONTENT_TYPE", None)
         return view_environ
-
-    def audience(self, namespace: str, room: str | None, skip_sid: str | None = None) -> int:
-        """How many clients are in ``room`` (the whole namespace when ``None``), ``skip_sid`` aside."""
-        members = self.manager.rooms.get(namespace, {}).get(room, {})
-        return len(members) - (skip_sid in members)
 
     def on_view_idle(self) -> None:
         """Called before a view blocks waiting for its client.

@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_MAX_PAYLOAD": 64 * 1024,
     # Events a view may leave unread before that client's reader waits for it.
     "SOCKETIO_INBOX_SIZE": 100,
+    # Packets waiting to be sent to one client; past that it is too slow to follow and is dropped.
+    "SOCKETIO_MAX_BACKLOG": 1000,
     # Seconds a view may take before it accepts or refuses a connection.
     "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
     # Seconds a graceful shutdown (SIGTERM) may take before what still runs is cut short.
@@ -37,6 +39,7 @@ def server_options() -> dict[str, Any]:
         "max_http_buffer_size": setting("SOCKETIO_MAX_PAYLOAD"),
         "inbox_size": setting("SOCKETIO_INBOX_SIZE"),
         "accept_timeout": setting("SOCKETIO_ACCEPT_TIMEOUT"),
+        "max_backlog": setting("SOCKETIO_MAX_BACKLOG"),
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins

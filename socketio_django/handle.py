@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 import gevent.event
 import gevent.queue
 
-from . import metrics
-
 if TYPE_CHECKING:
     from .bridge import ViewServer
 
@@ -110,7 +108,6 @@ class SocketHandle:
         """Send ``event`` with ``args`` to this client."""
         self._accept()
         self._server.emit(event, _payload(args), to=self.id, namespace=self.namespace)
-        metrics.DELIVERED.inc()
 
     def broadcast(self, event: str, *args: Any, room: str | None = None) -> None:
         """Send ``event`` to every client in ``room`` but this one.
@@ -119,7 +116,6 @@ class SocketHandle:
         """
         self._accept()
         self._server.emit(event, _payload(args), to=room, skip_sid=self.id, namespace=self.namespace)
-        metrics.DELIVERED.inc(self._server.audience(self.namespace, room, skip_sid=self.id))
 
     # -- rooms and lifetime ----------------------------------------------
 

@@ -9,3 +9,4 @@ RECEIVED = Counter("socketio_events_received_total", "Events received from clien
 DELIVERED = Counter("socketio_events_delivered_total", "Events sent to clients, one per recipient")
 MALFORMED = Counter("socketio_malformed_packets_total", "Packets that could not be decoded; their sender is dropped")
 DISCONNECTS = Counter("socketio_disconnects_total", "Clients that left, by reason", ["reason"])
+SLOW_CLIENTS = Counter("socketio_slow_clients_dropped_total", "Clients dropped because their send backlog was full")
