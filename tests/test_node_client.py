@@ -1,0 +1,45 @@
+"""The official Node.js socket.io-client 4.x chats through the real server (tests/node/interop.mjs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .helpers import ROOT
+
+NODE_DIR = ROOT / "tests" / "node"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_node_socketio_client_chats(server, clients, room, transport):
+    assert (NODE_DIR / "node_modules" / "socket.io-client").is_dir(), "run: npm ci --prefix tests/node"
+    done = subprocess.run(
+        ["node", "interop.mjs", server.url, transport, room], cwd=NODE_DIR, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+
+    assert seen["transport"] == transport
+    alice, bob = seen["alice"], seen["bob"]
+    assert alice["order"] == ["history", "welcome"]
+    assert alice["history"] == []
+    assert alice["welcome"] == {"name": "alice", "room": room, "online": ["alice"]}
+    assert alice["ack"] == {"ok": True, "id": alice["ack"]["id"]}
+
+    assert bob["welcome"] == {"name": "bob", "room": room, "online": ["alice", "bob"]}
+    assert [(m["id"], m["name"], m["text"]) for m in bob["history"]] == [
+        (alice["ack"]["id"], "alice", f"hello over {transport}")
+    ]
+    assert seen["joinNote"] == {"kind": "join", "name": "bob", "text": "bob joined"}
+    assert bob["ack"]["ok"] is True and bob["ack"]["id"] > alice["ack"]["id"]
+    assert seen["aliceReceived"]["id"] == bob["ack"]["id"]
+    assert (seen["aliceReceived"]["name"], seen["aliceReceived"]["text"]) == ("bob", "hi alice")
+    assert seen["aliceReceived"]["time"].endswith("+00:00")
+    assert bob["rejected"] == {"error": "message is empty"}
+    assert seen["leaveNote"] == {"kind": "leave", "name": "bob", "text": "bob left"}
+
+    # What the Node clients sent is what a Python client finds in the room's history.
+    reader = clients(server.url, auth={"room": room, "name": "reader"})
+    assert [m["text"] for m in reader.wait_for("history")] == [f"hello over {transport}", "hi alice"]
