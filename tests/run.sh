@@ -4,11 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The browser tests drive Debian's Chromium (Playwright's own download does not work everywhere).
+if [ ! -x /usr/bin/chromium ]; then
+    sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $sudo apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 # The benchmark harness's Node side (tests/test_bench.py runs the harness in its smallest mode).
 if [ ! bench/node_modules/.package-lock.json -nt bench/package-lock.json ]; then
     npm ci --prefix bench --no-audit --no-fund --loglevel=error
+fi
+# The official Node.js socket.io-client (tests/test_node_client.py).
+if [ ! tests/node/node_modules/.package-lock.json -nt tests/node/package-lock.json ]; then
+    npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 fi
 
 .venv/bin/ruff check .
