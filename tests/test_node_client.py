@@ -1,4 +1,4 @@
-"""The official Node.js socket.io-client 4.x chats through the real server (tests/node/interop.mjs)."""
+"""Node.js: the official socket.io-client 4.x chats through the real server; the page's outbox unit tests."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ def test_node_socketio_client_chats(server, clients, room, transport):
     # What the Node clients sent is what a Python client finds in the room's history.
     reader = clients(server.url, auth={"room": room, "name": "reader"})
     assert [m["text"] for m in reader.wait_for("history")] == [f"hello over {transport}", "hi alice"]
+
+
+def test_page_outbox_unit_tests():
+    """static/js/outbox.js (queueing, acks, timeouts, no duplicates after reconnecting) under node --test."""
+    done = subprocess.run(
+        ["node", "--test", "outbox.test.mjs"], cwd=NODE_DIR, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# fail 0" in done.stdout

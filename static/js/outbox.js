@@ -90,10 +90,11 @@ export class Outbox {
     item.attempts += 1;
     item.name = this.name;
     item.afterId = this.lastId();
-    const attempt = item.attempts;
+    const attempt = Symbol("attempt"); // answers to earlier attempts are stale
+    item.attempt = attempt;
     this.onChange(item);
     this.socket.timeout(ACK_TIMEOUT_MS).emit("message", item.text, (error, answer) => {
-      if (item.state !== "sending" || item.attempts !== attempt) return; // a stale answer
+      if (item.state !== "sending" || item.attempt !== attempt) return;
       if (error && this.ready) this.settle(item, "failed", { error: "no answer from the server" });
       else if (error) {
         item.state = "unconfirmed";
