@@ -104,3 +104,52 @@ class ChatPage:
 
     def screenshot(self, path: Path) -> None:
         self.page.screenshot(path=str(path))
+
+
+def take_screenshots(browser: Browser, base_url: str, out_dir: Path, room: str = "lobby") -> list[Path]:
+    """The chat in use, on a desktop and on a phone: ``chat-desktop.png`` and ``chat-phone.png`` in ``out_dir``."""
+    from .helpers import Client
+
+    people: list[Client] = []
+
+    def join(name: str) -> Client:
+        people.append(Client(base_url, auth={"room": room, "name": name}).connect())
+        people[-1].wait_for("welcome")
+        return people[-1]
+
+    contexts = []
+
+    def open_chat(name: str, **options) -> ChatPage:
+        context = browser.new_context(locale="en-GB", timezone_id="Europe/Berlin", **options)
+        contexts.append(context)
+        return ChatPage(context, base_url).open(room, name=name)
+
+    try:
+        sam = join("sam")
+        sam.say("Morning! The release branch is cut.")
+        sam.say("Deploy starts at 15:00, I'll post here when it's live.")
+        desktop = open_chat("alex", viewport={"width": 1100, "height": 640})
+        desktop.say("Great, I'll keep an eye on the dashboards.")
+        maria = join("maria")
+        desktop.expect_message("Deploy starts at 15:00, I'll post here when it's live.")
+        expect(desktop.page.locator("#online li")).to_have_count(3)
+        maria.say("Could someone check the <script> escaping on the new page? <b>bold</b> should stay literal.")
+        desktop.expect_message(
+            "Could someone check the <script> escaping on the new page? <b>bold</b> should stay literal."
+        )
+        sam.say("Live! Thanks all.")
+        desktop.expect_message("Live! Thanks all.")
+        desktop.input.fill("Looks good from here")
+        desktop.input.focus()
+        phone = open_chat("priya", **PHONE)
+        phone.input.fill("On my way")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / "chat-desktop.png", out_dir / "chat-phone.png"]
+        desktop.screenshot(paths[0])
+        phone.screenshot(paths[1])
+        return paths
+    finally:
+        for context in contexts:
+            context.close()
+        for person in people:
+            person.close()

@@ -10,7 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from .browser import PHONE, RECONNECT_WAIT_MS, WAIT_MS, ChatPage, launch
+from .browser import PHONE, RECONNECT_WAIT_MS, WAIT_MS, ChatPage, launch, take_screenshots
 
 READER_ZONE = "Asia/Kolkata"  # UTC+05:30: local times differ visibly from UTC
 
@@ -260,3 +260,9 @@ def test_server_restart_reconnects_and_loses_nothing_shown_as_sent(person, fresh
     assert sorted(stored) == sorted(shown_as_sent)  # each exactly once
     for page in (alice, bob):
         assert page.texts() == stored
+
+
+def test_readme_screenshots_can_be_retaken(browser, server, room, tmp_path):
+    """docs/screenshots.py keeps working (it writes docs/chat-desktop.png and docs/chat-phone.png)."""
+    for path in take_screenshots(browser, server.url, tmp_path, room=room):
+        assert path.read_bytes().startswith(b"\x89PNG")
