@@ -23,12 +23,30 @@ WAYS = {
         "env": {"GUNICORN_BIND": "127.0.0.1:{port}"},
     },
 }
+# Not among the ways every test runs: runserver-like development modes.
+DEVELOPMENT = {
+    "runsocketio-unmigrated": {
+        "command": [sys.executable, "manage.py", "runsocketio", "--noreload", "127.0.0.1:{port}"]
+    },
+    "runsocketio-reloading": {"command": [sys.executable, "manage.py", "runsocketio", "--migrate", "127.0.0.1:{port}"]},
+}
 SHUTDOWN_TIMEOUT = 5
 
 
-def start(tmp_path, way: str, **env: str) -> ServerProcess:
-    options = WAYS[way]
-    return ServerProcess(tmp_path, env={**options.get("env", {}), **env}, command=options["command"]).start()
+@pytest.fixture
+def start(tmp_path):
+    """Start the server one of the WAYS; every server started is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start_way(way: str, **env: str) -> ServerProcess:
+        options = {**WAYS, **DEVELOPMENT}[way]
+        process = ServerProcess(tmp_path, env={**options.get("env", {}), **env}, command=options["command"])
+        started.append(process)
+        return process.start()
+
+    yield start_way
+    for process in started:
+        process.stop()
 
 
 def metric_values(server: ServerProcess) -> dict[str, float]:
@@ -49,8 +67,8 @@ def joined(clients, server, transport, name, room="ops", **options):
 
 
 @pytest.mark.parametrize("way", list(WAYS))
-def test_each_way_serves_chat_health_and_metrics(tmp_path, clients, way):
-    server = start(tmp_path, way)
+def test_each_way_serves_chat_health_and_metrics(start, clients, way):
+    server = start(way)
     health = requests.get(server.url + "/healthz", timeout=10)
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "database": "ok", "clients": 0}
@@ -85,8 +103,8 @@ def test_each_way_serves_chat_health_and_metrics(tmp_path, clients, way):
 
 
 @pytest.mark.parametrize("way", list(WAYS))
-def test_sigterm_sends_clients_away_and_keeps_every_acknowledged_message(tmp_path, clients, way):
-    server = start(tmp_path, way, SOCKETIO_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
+def test_sigterm_sends_clients_away_and_keeps_every_acknowledged_message(start, clients, way):
+    server = start(way, SOCKETIO_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
     ws = joined(clients, server, "websocket", "ws")
     poll = joined(clients, server, "polling", "poll")
     stayer = clients.adopt(Client(server.url, "websocket", auth={"room": "ops", "name": "stayer"}, reconnect=True))
@@ -108,20 +126,16 @@ def test_sigterm_sends_clients_away_and_keeps_every_acknowledged_message(tmp_pat
     assert [message["id"] for message in history] == acknowledged
 
 
-def test_runsocketio_warns_about_unapplied_migrations(tmp_path):
-    server = ServerProcess(
-        tmp_path, command=[sys.executable, "manage.py", "runsocketio", "--noreload", "127.0.0.1:{port}"]
-    ).start()
+def test_runsocketio_warns_about_unapplied_migrations(start):
+    server = start("runsocketio-unmigrated")
     log = server.log()
     assert "unapplied migration(s)" in log
     assert f"Socket.IO server listening on http://127.0.0.1:{server.port}/" in log
     assert server.stop(signal.SIGINT) == 0
 
 
-def test_runsocketio_reloads_on_code_changes_and_stops_on_ctrl_c(tmp_path, clients):
-    server = ServerProcess(
-        tmp_path, command=[sys.executable, "manage.py", "runsocketio", "--migrate", "127.0.0.1:{port}"]
-    ).start()
+def test_runsocketio_reloads_on_code_changes_and_stops_on_ctrl_c(start, clients):
+    server = start("runsocketio-reloading")
     assert joined(clients, server, "websocket", "before").say("before reload")["ok"] is True
 
     watched = os.path.join(os.path.dirname(__file__), "..", "chatroom", "presence.py")
@@ -139,8 +153,8 @@ def _try_join(clients, server):
     return client if client.try_connect() is None else None
 
 
-def test_gunicorn_serves_compressed_cache_busted_static_files(tmp_path):
-    server = start(tmp_path, "gunicorn")
+def test_gunicorn_serves_compressed_cache_busted_static_files(start):
+    server = start("gunicorn")
     page = requests.get(server.url + "/", timeout=10).text
     script = page.split('src="')[1].split('"')[0]
     assert script.startswith("/static/js/chat.") and script != "/static/js/chat.js", script
