@@ -4,8 +4,9 @@
 
 Prints, per profile, the share of samples in each function: inclusive (the
 function or anything it called was running) and self (it was the innermost frame).
-Samples where the server was idle (the gevent hub waiting in its event loop) are
-counted apart, so the shares are of the time the server was busy.
+``Hub.run (gevent/hub.py)`` as the innermost frame is gevent's event loop: its own
+CPU work in an on-CPU profile, and mostly waiting in epoll in an ``--idle`` one (the
+latency profiles), where blocking calls (SQLite's commit) show up too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 # "function (path/to/file.py:123)" -> "function (file.py)"; keep package dirs for context.
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<path>[^:]*)(?::\d+)?\)$")
-IDLE = ("run (gevent/hub.py)",)
 
 
 def short(frame: str) -> str:
@@ -46,19 +46,15 @@ def load(path: Path) -> Counter[tuple[str, ...]]:
 def summarize(path: Path, top: int) -> str:
     stacks = load(path)
     total = sum(stacks.values())
-    # py-spy samples the running OS thread: an idle gevent server sits in the hub's loop.
-    idle = sum(n for frames, n in stacks.items() if frames and frames[-1] in IDLE)
-    busy = total - idle or 1
+    busy = total or 1
     inclusive: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
     for frames, n in stacks.items():
-        if frames and frames[-1] in IDLE:
-            continue
         for frame in set(frames):
             inclusive[frame] += n
         if frames:
             self_time[frames[-1]] += n
-    lines = [f"## {path.name}: {total} samples, {idle} idle ({idle / (total or 1):.0%}); shares of busy samples", ""]
+    lines = [f"## {path.name}: {total} samples", ""]
     lines.append("inclusive:")
     lines += [f"  {n / busy:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
     lines.append("self:")

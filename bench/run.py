@@ -71,6 +71,13 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
+def system_busy_seconds() -> float:
+    """CPU time all processes of the machine used (every core), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICK
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -297,10 +304,11 @@ def fanout_scenario(name: str, config: Config, workdir: Path, project_dir: Path,
             join_cpu = session.server.cpu_seconds() - cpu_before_join
             log(f"  {name} {transport}: {connected} receivers, joins drained in {join_seconds:.1f} s")
             profiler = start_profiler(session.server, config, f"{name}-{transport}-{size}")
-            cpu0, load_cpu0 = session.server.cpu_seconds(), session.load.cpu_seconds()
+            cpu0, load_cpu0, busy0 = session.server.cpu_seconds(), session.load.cpu_seconds(), system_busy_seconds()
             out = session.load("fanout", messages=messages, window=config.window, timeout=config.time_limit)
             cpu = session.server.cpu_seconds() - cpu0
             load_cpu = session.load.cpu_seconds() - load_cpu0
+            other_cpu = system_busy_seconds() - busy0 - cpu - load_cpu
             stop_profiler(profiler)
             session.check_alive()
             delivered = out["delivered"]
@@ -319,6 +327,9 @@ def fanout_scenario(name: str, config: Config, workdir: Path, project_dir: Path,
                     # Near 1: the server was the bottleneck (one core), not the load generator.
                     "server_cpu_share": cpu / out["seconds"] if out["seconds"] else None,
                     "loadgen_cpu_us_per_delivery": load_cpu / delivered * 1e6 if delivered else None,
+                    # CPU that neither the server nor the load generator used (other processes, the
+                    # kernel's share of loopback): well above 0 means the machine was not quiet.
+                    "other_cpu_share": other_cpu / out["seconds"] if out["seconds"] else None,
                     "deliveries_per_second": out["deliveries_per_second"],
                     "latency_us": out["latency_us"],
                     "join_seconds": join_seconds,
@@ -339,7 +350,8 @@ def latency_scenario(name: str, config: Config, workdir: Path, project_dir: Path
         session.load("sender")
         session.connect(config.latency_clients)
         drained = session.drain()
-        cpu0, load_cpu0 = session.server.cpu_seconds(), session.load.cpu_seconds()
+        profiler = start_profiler(session.server, config, f"{name}-latency", idle=True)
+        cpu0, load_cpu0, busy0 = session.server.cpu_seconds(), session.load.cpu_seconds(), system_busy_seconds()
         out = session.load(
             "steady",
             rate=config.latency_rate,
@@ -348,6 +360,8 @@ def latency_scenario(name: str, config: Config, workdir: Path, project_dir: Path
         )
         cpu = session.server.cpu_seconds() - cpu0
         load_cpu = session.load.cpu_seconds() - load_cpu0
+        other_cpu = system_busy_seconds() - busy0 - cpu - load_cpu
+        stop_profiler(profiler)
         session.check_alive()
     result = {
         "receivers": out["receivers"],
@@ -359,6 +373,7 @@ def latency_scenario(name: str, config: Config, workdir: Path, project_dir: Path
         "cpu_seconds": cpu,
         "cpu_share": cpu / out["seconds"] if out["seconds"] else None,
         "loadgen_cpu_share": load_cpu / out["seconds"] if out["seconds"] else None,
+        "other_cpu_share": other_cpu / out["seconds"] if out["seconds"] else None,
         "latency_us": out["latency_us"],
     }
     lat = out["latency_us"]
@@ -429,15 +444,19 @@ def memory_scenario(name: str, config: Config, workdir: Path, project_dir: Path)
 # -- profiling (optional) ------------------------------------------------------------
 
 
-def start_profiler(server: Server, config: Config, label: str) -> subprocess.Popen | None:
-    """py-spy on the Python servers during a fan-out, when --profile is given."""
+def start_profiler(server: Server, config: Config, label: str, idle: bool = False) -> subprocess.Popen | None:
+    """py-spy on the Python servers during a measurement, when --profile is given.
+
+    ``idle``: sample off-CPU time too (blocking system calls), for latency.
+    """
     if config.profile_dir is None or server.name == "node":
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     config.profile_dir.mkdir(parents=True, exist_ok=True)
     output = config.profile_dir / f"{label}.txt"
+    argv = [py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--rate", "250", "--output", str(output)]
     process = subprocess.Popen(
-        [py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--rate", "250", "--output", str(output)],
+        argv + (["--idle"] if idle else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -565,6 +584,13 @@ def summarize(results: dict, config: Config) -> list[dict]:
             }
         )
     return rows
+
+
+def other_cpu_shares(result: dict) -> list[float]:
+    rows = [*result.get("fanout", []), *result.get("polling", [])]
+    if result.get("latency"):
+        rows.append(result["latency"])
+    return [row["other_cpu_share"] for row in rows if row.get("other_cpu_share") is not None]
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -711,8 +737,9 @@ def plot(results: dict, config: Config, path: Path) -> None:
         "WebSocket connections held by one process",
         "connections (higher is better)",
     )
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -871,6 +898,12 @@ def main(argv: list[str] | None = None) -> int:
         ", ".join(f"{name} {ver}" for name, ver in machine["packages"].items()),
         "",
         markdown_table(table),
+        "",
+        "CPU used by neither the server nor the load generator during each measurement (other processes, "
+        "kernel threads), in cores; near 0 means a quiet machine: "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{share:.2f}" for share in other_cpu_shares(results[name])) for name in servers
+        ),
         "",
     ]
     (out_dir / "results.md").write_text("\n".join(md))
