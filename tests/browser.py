@@ -95,6 +95,10 @@ class ChatPage:
     def say(self, text: str) -> None:
         """Send ``text`` and wait until the page shows it as sent."""
         self.send(text)
+        self.expect_sent(text)
+
+    def expect_sent(self, text: str) -> None:
+        """The page shows (the last) ``text`` as sent: the server acknowledged storing it."""
         expect(self.message(text).last).to_have_attribute("data-state", "sent", timeout=WAIT_MS)
 
     def expect_message(self, text: str, timeout: float = WAIT_MS):

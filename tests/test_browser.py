@@ -15,6 +15,14 @@ from .browser import PHONE, RECONNECT_WAIT_MS, WAIT_MS, ChatPage, launch, take_s
 READER_ZONE = "Asia/Kolkata"  # UTC+05:30: local times differ visibly from UTC
 
 
+def writer_in(clients, server, room, messages):
+    """A Python client in ``room`` that has written ``messages`` (their texts, oldest first)."""
+    writer = clients(server.url, auth={"room": room, "name": "writer"})
+    for text in messages:
+        assert writer.say(text)["ok"] is True
+    return writer
+
+
 @pytest.fixture(scope="module")
 def browser():
     """One Chromium for the whole module; each person gets a context (cookies, storage) of their own."""
@@ -85,9 +93,7 @@ def test_long_polling_when_websocket_is_blocked(person, room):
 
 
 def test_reload_shows_the_last_15_messages_and_remembers_the_name(person, server, clients, room):
-    writer = clients(server.url, auth={"room": room, "name": "writer"})
-    for number in range(20):
-        assert writer.say(f"message {number}")["ok"] is True
+    writer_in(clients, server, room, [f"message {n}" for n in range(20)])
 
     alice = person(room)  # no name yet: a guest
     expect(alice.messages).to_have_count(15)
@@ -160,14 +166,12 @@ def test_a_rejected_message_shows_the_servers_error(person, room, text, error):
         expect(alice.page.locator("#count")).to_have_text("1001/1000")
 
     alice.send("fixed")
-    expect(alice.message("fixed")).to_have_attribute("data-state", "sent", timeout=WAIT_MS)
+    alice.expect_sent("fixed")
     expect(alice.error).to_be_hidden()
 
 
 def test_reader_who_scrolled_up_is_not_dragged_down(person, server, clients, room):
-    writer = clients(server.url, auth={"room": room, "name": "writer"})
-    for number in range(15):
-        writer.say(f"line {number}\n" * 3)
+    writer = writer_in(clients, server, room, [f"line {n}\n" * 3 for n in range(15)])
     alice = person(room, name="alice", viewport={"width": 800, "height": 420})
     log = alice.page.locator("#messages")
     expect(alice.messages).to_have_count(15)
@@ -202,14 +206,12 @@ def test_keyboard_only(person, room):
     page.keyboard.press("Shift+Tab")
     page.keyboard.type("typed, never clicked")
     page.keyboard.press("Enter")
-    expect(alice.message("typed, never clicked")).to_have_attribute("data-state", "sent", timeout=WAIT_MS)
+    alice.expect_sent("typed, never clicked")
     expect(alice.input).to_be_focused()
 
 
 def test_phone_sized_screen_keeps_the_input_usable(person, server, clients, room):
-    writer = clients(server.url, auth={"room": room, "name": "writer"})
-    for number in range(15):
-        writer.say(f"a long message number {number} " * 4)
+    writer = writer_in(clients, server, room, [f"a long message number {n} " * 4 for n in range(15)])
     phone = person(room, name="phone", **PHONE)
     expect(phone.messages).to_have_count(15)
     expect(phone.input).to_be_visible()
@@ -220,7 +222,7 @@ def test_phone_sized_screen_keeps_the_input_usable(person, server, clients, room
     phone.input.tap()
     phone.page.keyboard.type("sent from a phone")
     phone.page.get_by_role("button", name="Send").tap()
-    expect(phone.message("sent from a phone")).to_have_attribute("data-state", "sent", timeout=WAIT_MS)
+    phone.expect_sent("sent from a phone")
     expect(phone.message("sent from a phone")).to_be_in_viewport()
     assert writer.wait_for("message")["text"] == "sent from a phone"
 
@@ -242,7 +244,7 @@ def test_server_restart_reconnects_and_loses_nothing_shown_as_sent(person, fresh
     server.start()
     for page in (alice, bob):
         page.expect_status("Connected", timeout=RECONNECT_WAIT_MS)
-    expect(alice.message("while the server was down")).to_have_attribute("data-state", "sent", timeout=WAIT_MS)
+    alice.expect_sent("while the server was down")
     bob.expect_message("while the server was down")
     bob.say("after the restart")
     alice.expect_message("after the restart")
