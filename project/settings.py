@@ -63,6 +63,12 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("CHAT_DATABASE_PATH", BASE_DIR / "db.sqlite3"),
+        "OPTIONS": {
+            # WAL: readers never wait for the writer, and a commit appends to one file
+            # instead of creating and deleting a journal (with NORMAL, no fsync per commit).
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -84,7 +90,7 @@ else:
     WHITENOISE_USE_FINDERS = True
     WHITENOISE_AUTOREFRESH = DEBUG
     # WhiteNoise warns when STATIC_ROOT is missing; here it is not needed.
-    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+    warnings.filterwarnings("ignore", message="No directory at")
 
 # Socket.IO bridge (socketio_django.conf has the defaults).
 SOCKETIO_ALLOWED_ORIGINS = env_list("SOCKETIO_ALLOWED_ORIGINS") or None

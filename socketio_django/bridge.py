@@ -45,6 +45,7 @@ class ViewServer(socketio.Server):
         inbox_size: int = 100,
         accept_timeout: float = 30.0,
         max_backlog: int = 1000,
+        idle_after: float = 1.0,
         **options: Any,
     ) -> None:
         # Handlers only queue work for the view greenlet, so they run in the
@@ -57,6 +58,7 @@ class ViewServer(socketio.Server):
         self.resource = resource.strip("/")
         self.inbox_size = inbox_size
         self.accept_timeout = accept_timeout
+        self.idle_after = idle_after
         self.handles: dict[str, SocketHandle] = {}
         self.views = gevent.pool.Group()
         #: Set by shutdown(): new connections are turned away.
@@ -177,7 +179,7 @@ class ViewServer(socketio.Server):
         return view_environ
 
     def on_view_idle(self) -> None:
-        """Called before a view blocks waiting for its client.
+        """Called when a view has waited ``idle_after`` seconds for its client, before it waits on.
 
         A connection may stay idle for hours: give its database connection
         back rather than holding one per connected client.

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_INBOX_SIZE": 100,
     # Packets waiting to be sent to one client; past that it is too slow to follow and is dropped.
     "SOCKETIO_MAX_BACKLOG": 1000,
+    # Seconds a view waits for its client before it gives back its database connection.
+    "SOCKETIO_IDLE_AFTER": 1.0,
     # Seconds a view may take before it accepts or refuses a connection.
     "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
     # Seconds a graceful shutdown (SIGTERM) may take before what still runs is cut short.
@@ -40,6 +42,7 @@ def server_options() -> dict[str, Any]:
         "inbox_size": setting("SOCKETIO_INBOX_SIZE"),
         "accept_timeout": setting("SOCKETIO_ACCEPT_TIMEOUT"),
         "max_backlog": setting("SOCKETIO_MAX_BACKLOG"),
+        "idle_after": setting("SOCKETIO_IDLE_AFTER"),
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins

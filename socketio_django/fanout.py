@@ -68,6 +68,23 @@ class WriterQueue(gevent.queue.JoinableQueue):
         super().__init__(*args, **kwargs)
         self.writer_idle = False
         self._batch = 0
+        #: Frames for an idle writer, written together when this turn of the event loop ends.
+        self.pending: list[bytes] = []
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if self.pending:  # they came first: they go first
+            super().put(RawPacket(self.take_pending()))
+        super().put(item, block, timeout)
+
+    def take_pending(self) -> RawBytes:
+        """The pending frames as one piece, leaving none pending."""
+        data = RawBytes(b"".join(self.pending))
+        self.pending.clear()
+        return data
+
+    def put_first(self, raw: RawBytes) -> None:
+        """Queue ``raw`` when nothing is queued or pending, so it is the next thing written."""
+        super().put(RawPacket(raw))
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if not block:
@@ -123,6 +140,8 @@ class FanoutManager(socketio.Manager):
     def __init__(self, max_backlog: int = 1000) -> None:
         super().__init__()
         self.max_backlog = max_backlog
+        # Sockets with frames pending; flushed by one loop callback per turn.
+        self._to_flush: list[Any] = []
 
     def emit(
         self,
@@ -164,21 +183,47 @@ class FanoutManager(socketio.Manager):
 
     def _deliver(self, engineio_socket: Any, queued: eio_packet.Packet, frame: RawBytes) -> None:
         queue = engineio_socket.queue
-        writer = getattr(engineio_socket, "frame_writer", None)
-        if writer is None or not engineio_socket.upgraded or engineio_socket.upgrading:
+        if (
+            getattr(engineio_socket, "frame_writer", None) is None
+            or not engineio_socket.upgraded
+            or engineio_socket.upgrading
+        ):
             # Long-polling, or a WebSocket not yet in charge: the usual Engine.IO path.
             if queue.qsize() >= self.max_backlog:
                 return self._drop(engineio_socket)
             return engineio_socket.send(queued)
-        if queue.writer_idle and not queue.qsize():
-            written = writer.write_now(frame)
-            if written == len(frame):
-                return None
-            frame = RawBytes(frame[written:])  # the rest goes first, through the writer
+        if queue.pending:
+            queue.pending.append(frame)  # nothing was queued since: still first in line
+        elif queue.writer_idle and not queue.qsize():
+            # Written when this turn of the loop ends, with whatever else this client gets in it.
+            if not self._to_flush:
+                gevent.get_hub().loop.run_callback(self._flush)
+            self._to_flush.append(engineio_socket)
+            queue.pending.append(frame)
         elif queue.qsize() >= self.max_backlog:
-            return self._drop(engineio_socket)
-        queue.put(RawPacket(frame))
+            self._drop(engineio_socket)
+        else:
+            queue.put(RawPacket(frame))
         return None
+
+    def _flush(self) -> None:
+        """Write each client's pending frames with one ``send``; what the kernel refuses goes to its writer.
+
+        Runs as a loop callback queued before any writer could be woken for
+        these clients, so the writers are still idle and their queues hold
+        nothing that should come before.
+        """
+        sockets, self._to_flush = self._to_flush, []
+        for engineio_socket in sockets:
+            queue = engineio_socket.queue
+            writer = engineio_socket.frame_writer
+            if not queue.pending or writer is None or engineio_socket.closed:
+                queue.pending.clear()
+                continue
+            data = queue.take_pending()
+            written = writer.write_now(data)
+            if written < len(data):
+                queue.put_first(RawBytes(data[written:]))
 
     def _drop(self, engineio_socket: Any) -> None:
         metrics.SLOW_CLIENTS.inc()

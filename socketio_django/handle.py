@@ -80,8 +80,14 @@ class SocketHandle:
         if self._inbox.empty():
             if self._gone:
                 return None
-            self._server.on_view_idle()
-        item = self._inbox.get()
+            try:
+                # A chatty client's next event comes soon: keep the view's resources for a moment.
+                item = self._inbox.get(timeout=self._server.idle_after)
+            except gevent.queue.Empty:
+                self._server.on_view_idle()
+                item = self._inbox.get()
+        else:
+            item = self._inbox.get()
         if item is _GONE:
             return None
         return item

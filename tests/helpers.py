@@ -223,6 +223,24 @@ class RawSocket:
         else:
             self.ws.send(frame)
 
+    def next_events(self, count: int, event: str) -> list[Any]:
+        """The payloads of the next ``count`` ``event`` events, in the order the server sent them.
+
+        (python-socketio's client runs each handler in a thread of its own, so it can reorder events.)
+        """
+        import json
+
+        payloads = []
+        while len(payloads) < count:
+            frame = self.ws.recv()
+            if frame == "2":
+                self.ws.send("3")
+            elif frame.startswith("42"):
+                name, *args = json.loads(frame[2:])
+                if name == event:
+                    payloads.append(args[0] if args else None)
+        return payloads
+
     def frames_until_closed(self) -> list[str]:
         """Every frame until the server closes the connection (answering its pings)."""
         import websocket
