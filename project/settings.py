@@ -83,7 +83,7 @@ if os.environ.get("DJANGO_STATIC_MANIFEST") == "1":
     # Production (gunicorn.conf.py sets it and runs collectstatic): hashed names, gzip, cached forever.
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+        "staticfiles": {"BACKEND": "project.storage.StaticStorage"},
     }
 else:
     # run_example.py, runsocketio, tests: WhiteNoise serves straight from static/, no collectstatic.

@@ -163,3 +163,5 @@ def test_gunicorn_serves_compressed_cache_busted_static_files(start):
     assert response.status_code == 200
     assert response.headers["Content-Encoding"] == "gzip"
     assert "immutable" in response.headers["Cache-Control"]
+    # The modules it imports are cache-busted too, so a deploy never mixes old and new files.
+    assert 'from "./view.' in response.text and 'from "./view.js"' not in response.text
