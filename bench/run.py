@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -825,19 +826,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not (BENCH / "node_modules" / "socket.io").is_dir():
         sys.exit("bench/node_modules is missing: run `npm ci --prefix bench` first")
+    # Every Config field with a command-line option of the same name comes from it.
+    options = {item.name: getattr(args, item.name) for item in dataclasses.fields(Config) if hasattr(args, item.name)}
     config = Config(
-        fanout_sizes=args.fanout_sizes,
-        messages=args.messages,
-        window=args.window,
-        latency_clients=args.latency_clients,
-        latency_rate=args.latency_rate,
-        latency_seconds=args.latency_seconds,
-        memory_sizes=args.memory_sizes,
-        max_connections=args.max_connections,
-        room_size=args.room_size,
-        polling_sizes=args.polling_sizes,
-        polling_messages=args.polling_messages,
-        workers=args.workers,
+        **options,
         quiet_ms=300 if args.quick else 1500,
         settle_seconds=0.2 if args.quick else 3,
         time_limit=120 if args.quick else 1800,
