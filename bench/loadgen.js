@@ -7,13 +7,21 @@
 //   node bench/loadgen.js --url http://127.0.0.1:9000 [--workers 2] [--sources 8]
 //
 // Commands:
-//   {"cmd": "connect", "count": N, "room_size": 0, "transport": "websocket"}
-//        open N more receivers (room_size 0: all in room "bench"; else rooms of that size)
-//   {"cmd": "sender"}             open the sender (a WebSocket client in room "bench")
+//   {"cmd": "connect", "count": N, "room_size": 0, "transport": "websocket", "namespace": "/",
+//    "stalled": false, "source_prefix": "127.0.1."}
+//        open N more receivers (room_size 0: all in room "bench"; else rooms of that size), in a
+//        Socket.IO namespace (other than "/": connected with `40/ns,`, no auth). Stalled receivers
+//        stop reading their socket once connected (the ws stream paused), are counted apart and
+//        never expected to receive anything
+//   {"cmd": "sender", "namespace": "/"}  open the sender (a WebSocket client in room "bench")
 //   {"cmd": "drain", "quiet_ms": 1000}  wait until no client got a non-ping packet for quiet_ms
 //   {"cmd": "fanout", "messages": M, "window": 4}   send M messages, at most `window` not yet
 //        delivered to every receiver; answer when all are delivered (or on timeout)
 //   {"cmd": "steady", "rate": R, "seconds": S}       send R messages a second for S seconds
+//        (fanout and steady: "pad": P pads each message's text to P characters)
+//   {"cmd": "broadcast", "emit": "ping", "event": "seen", "limit": 60, "quiet_ms": 3000}
+//        the sender emits one event in its namespace; answer how many receivers got `event`
+//        and when (once every receiver did, after limit seconds, or quiet_ms without a new one)
 //   {"cmd": "stats"}              counts of connected / closed clients
 //   {"cmd": "quit"}
 "use strict";
@@ -46,7 +54,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Client {
   constructor(spec, url, hooks) {
-    this.spec = spec; // {idx, room, name, src, transport}
+    this.spec = spec; // {idx, room, name, src, transport, namespace, stalled}
     this.url = url;
     this.hooks = hooks;
     this.state = "new"; // new -> connecting -> open | failed | closed
@@ -55,8 +63,10 @@ class Client {
     this.agent = null;
   }
 
-  auth() {
-    return JSON.stringify({ room: this.spec.room, name: this.spec.name });
+  connectPacket() {
+    const namespace = this.spec.namespace || "/";
+    if (namespace !== "/") return `40${namespace},`;
+    return `40${JSON.stringify({ room: this.spec.room, name: this.spec.name })}`;
   }
 
   start(timeoutMs) {
@@ -77,6 +87,8 @@ class Client {
   opened() {
     this.state = "open";
     clearTimeout(this.timer);
+    // A stalled receiver reads nothing more: the server's writes pile up in the kernel, then in the server.
+    if (this.spec.stalled && this.ws) this.ws.pause();
     this.hooks.onOpen(this);
   }
 
@@ -123,7 +135,7 @@ class Client {
     }
     if (type === 48 /* "0" open */) {
       if (this.spec.transport === "polling") this.sid = JSON.parse(text.slice(1)).sid;
-      return this.send(`40${this.auth()}`);
+      return this.send(this.connectPacket());
     }
     if (type === 49 /* "1" close */) return this.lost("engine.io close");
   }
@@ -193,18 +205,20 @@ function runWorker(args) {
   let retries = 2;
   let attemptTimeoutMs = 60000;
   let connectDone = null;
-  const counts = { connected: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0, other: 0 };
+  const counts = { connected: 0, stalled: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0, other: 0 };
   const failures = {};
   let lastFrame = performance.now();
   // Per measuring phase: deliveries per message and latencies (microseconds).
   let phase = null;
+  // During a broadcast: when each receiver got the watched event (nanoseconds, monotonic).
+  let watch = null;
 
-  const messageRe = /"text":"b(\d+):(\d+):(\d+)"/;
+  const messageRe = /"text":"b(\d+):(\d+):(\d+)/;
 
   const hooks = {
-    onOpen() {
+    onOpen(client) {
       inflight--;
-      counts.connected++;
+      counts[client.spec.stalled ? "stalled" : "connected"]++;
       pump();
     },
     onFailed(client, reason) {
@@ -221,7 +235,7 @@ function runWorker(args) {
       setTimeout(pump, 100);
     },
     onClosed(client, reason) {
-      counts.connected--;
+      counts[client.spec.stalled ? "stalled" : "connected"]--;
       counts.closed++;
       clients.delete(client);
       const key = `closed: ${reason}`.slice(0, 80);
@@ -230,6 +244,11 @@ function runWorker(args) {
     onEvent(client, text) {
       counts.frames++;
       lastFrame = performance.now();
+      if (watch && text.startsWith(watch.prefix)) {
+        if (!client.watched) watch.times.push(nowNs());
+        client.watched = true;
+        return;
+      }
       if (text.startsWith('42["message"')) {
         counts.messages++;
         const match = messageRe.exec(text);
@@ -293,6 +312,17 @@ function runWorker(args) {
       const result = phase || { counts: {}, delivered: 0, latencies: [] };
       process.send({ type: "phaseEnd", delivered: result.delivered, counts: result.counts, latencies: result.latencies });
       phase = null;
+    } else if (msg.type === "watch") {
+      watch = { prefix: msg.prefix, times: [] };
+      for (const client of clients) client.watched = false;
+      process.send({ type: "watch", expected: counts.connected });
+    } else if (msg.type === "watchStats") {
+      process.send({ type: "watchStats", received: watch ? watch.times.length : 0, quietMs: performance.now() - lastFrame });
+    } else if (msg.type === "watchEnd") {
+      const t0 = BigInt(msg.t0);
+      const times = watch ? watch.times.map((t) => Number((t - t0) / 1000n)) : [];
+      watch = null;
+      process.send({ type: "watchEnd", times });
     } else if (msg.type === "quit") {
       for (const client of clients) client.close();
       process.exit(0);
@@ -333,6 +363,7 @@ async function runCoordinator(args) {
   let nextIndex = 0;
   let phaseId = 0;
   let sender = null;
+  let senderPrefix = ""; // "/ns," when the sender is in a namespace other than "/"
   let senderLastFrame = performance.now();
   // Fan-out bookkeeping: per message, how many workers saw it delivered to all their receivers.
   let completions = null;
@@ -348,7 +379,7 @@ async function runCoordinator(args) {
   }
 
   // Several source addresses: each (source, destination) pair has only ~28k ephemeral ports.
-  const source = (index) => `127.0.1.${2 + (index % args.sources)}`;
+  const source = (index, prefix = "127.0.1.") => `${prefix}${2 + (index % args.sources)}`;
 
   async function connect(cmd) {
     const count = cmd.count;
@@ -358,7 +389,9 @@ async function runCoordinator(args) {
     for (let k = 0; k < count; k++) {
       const idx = nextIndex++;
       const room = roomSize ? `m${Math.floor(idx / roomSize)}` : "bench";
-      perWorker[idx % workers.length].push({ idx, room, name: `u${idx}`, src: source(idx), transport });
+      const src = source(idx, cmd.source_prefix);
+      const spec = { idx, room, name: `u${idx}`, src, transport, namespace: cmd.namespace || "/", stalled: !!cmd.stalled };
+      perWorker[idx % workers.length].push(spec);
     }
     const started = performance.now();
     const maxPending = Math.max(1, Math.floor((cmd.max_pending || 96) / workers.length));
@@ -377,9 +410,9 @@ async function runCoordinator(args) {
   }
 
   function summarize(replies) {
-    const out = { connected: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0, failures: {} };
+    const out = { connected: 0, stalled: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0, failures: {} };
     for (const r of replies) {
-      for (const key of ["connected", "failed", "closed", "frames", "announcements", "messages"]) out[key] += r[key];
+      for (const key of ["connected", "stalled", "failed", "closed", "frames", "announcements", "messages"]) out[key] += r[key];
       for (const [key, n] of Object.entries(r.failures)) out.failures[key] = (out.failures[key] || 0) + n;
     }
     out.quiet_ms = Math.min(...replies.map((r) => r.quietMs), performance.now() - senderLastFrame);
@@ -387,9 +420,11 @@ async function runCoordinator(args) {
     return out;
   }
 
-  function openSender() {
+  function openSender(cmd) {
     return new Promise((resolve) => {
-      const spec = { idx: -1, room: "bench", name: "sender", src: "127.0.0.1", transport: "websocket" };
+      const namespace = cmd.namespace || "/";
+      senderPrefix = namespace === "/" ? "" : `${namespace},`;
+      const spec = { idx: -1, room: "bench", name: "sender", src: "127.0.0.1", transport: "websocket", namespace };
       const client = new Client(spec, args.url, {
         onOpen: () => resolve({ sender: "open" }),
         onFailed: (_, reason) => resolve({ sender: "failed", error: reason }),
@@ -416,7 +451,10 @@ async function runCoordinator(args) {
     }
   }
 
-  const sendMessage = (id, seq) => sender.send(`42["message","b${id}:${seq}:${nowNs()}"]`);
+  const sendMessage = (id, seq, pad = 0) => {
+    const text = `b${id}:${seq}:${nowNs()}`;
+    sender.send(`42["message","${pad > text.length ? `${text} ${"x".repeat(pad - text.length - 1)}` : text}"]`);
+  };
 
   async function startPhase(maxSamples) {
     const id = ++phaseId;
@@ -478,7 +516,7 @@ async function runCoordinator(args) {
     await new Promise((resolve) => {
       const timer = setTimeout(resolve, (cmd.timeout || args.timeout) * 1000);
       const pump = () => {
-        while (sent < messages && sent - completedCount < window) sendMessage(phase.id, sent++);
+        while (sent < messages && sent - completedCount < window) sendMessage(phase.id, sent++, cmd.pad);
         if (completedCount >= messages || phase.receivers === 0) {
           clearTimeout(timer);
           resolve();
@@ -501,13 +539,43 @@ async function runCoordinator(args) {
       const waitMs = Number(due - nowNs()) / 1e6;
       if (waitMs > 1) await sleep(waitMs - 0.5);
       while (nowNs() < due) await new Promise(setImmediate);
-      sendMessage(phase.id, seq);
+      sendMessage(phase.id, seq, cmd.pad);
     }
     await waitForDeliveries(total, (cmd.timeout || 60) * 1000);
     return { ...(await endPhase(phase, total, started)), rate: cmd.rate };
   }
 
+  async function broadcast(cmd) {
+    const prefix = `42${senderPrefix}["${cmd.event || "seen"}"`;
+    const expected = (await askAll({ type: "watch", prefix })).reduce((sum, r) => sum + r.expected, 0);
+    const quiet = cmd.quiet_ms || 3000;
+    const t0 = nowNs();
+    const started = performance.now();
+    sender.send(`42${senderPrefix}["${cmd.emit || "ping"}",{}]`);
+    let received = 0;
+    for (;;) {
+      await sleep(50);
+      const replies = await askAll({ type: "watchStats" });
+      received = replies.reduce((sum, r) => sum + r.received, 0);
+      const elapsed = performance.now() - started;
+      const quietMs = Math.min(...replies.map((r) => r.quietMs));
+      if (received >= expected || elapsed > (cmd.limit || 60) * 1000 || (elapsed > quiet && quietMs > quiet)) break;
+    }
+    const times = (await askAll({ type: "watchEnd", t0: String(t0) })).flatMap((r) => r.times).sort((a, b) => a - b);
+    const pct = (p) => (times.length ? times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))] : null);
+    return {
+      expected,
+      received: times.length,
+      all_received: times.length === expected,
+      first_us: times[0] ?? null,
+      p50_us: pct(50),
+      p99_us: pct(99),
+      last_us: times.at(-1) ?? null,
+    };
+  }
+
   const handlers = {
+    broadcast,
     connect,
     sender: openSender,
     drain,

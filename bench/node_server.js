@@ -2,7 +2,9 @@
 // Reference server for the benchmark: Node's socket.io 4.x speaking the benchmark's
 // protocol. A client connects with auth {room, name} and joins that room; a `message`
 // event with a text is broadcast to everyone else in the room as
-// {id, name, text, time}, and acknowledged with {ok: true, id} when asked.
+// {id, name, text, time}, and acknowledged with {ok: true, id} when asked. Namespace
+// /echo behaves like the project's echo view (project/echo.py): any event is sent back
+// to its sender and broadcast to everyone else in the namespace as `seen` {from, event}.
 //
 //   node bench/node_server.js --port 9100 [--host 127.0.0.1]
 "use strict";
@@ -26,6 +28,15 @@ io.on("connection", (socket) => {
     const message = { id: ++nextId, name, text: String(text), time: new Date().toISOString() };
     socket.to(room).emit("message", message);
     if (typeof ack === "function") ack({ ok: true, id: message.id });
+  });
+});
+
+io.of("/echo").on("connection", (socket) => {
+  socket.onAny((event, ...args) => {
+    const ack = typeof args.at(-1) === "function" ? args.pop() : null;
+    socket.emit(event, ...args);
+    if (ack) ack({ echoed: event });
+    socket.broadcast.emit("seen", { from: socket.id, event });
   });
 });
 

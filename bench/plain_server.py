@@ -5,7 +5,9 @@
 gevent's pywsgi server with gevent-websocket's handler, as the project uses. A
 client connects with auth {room, name} and joins that room; a ``message`` event
 with a text is broadcast to everyone else in the room as {id, name, text, time},
-and acknowledged with {ok: true, id} when asked.
+and acknowledged with {ok: true, id} when asked. Namespace ``/echo`` behaves like
+the project's echo view (project/echo.py): any event is sent back to its sender and
+broadcast to everyone else in the namespace as ``seen`` {from: sid, event: name}.
 """
 
 from gevent import monkey
@@ -47,6 +49,18 @@ def message(sid: str, text: object) -> dict:
 @sio.event
 def disconnect(sid: str, reason: str) -> None:
     members.pop(sid, None)
+
+
+@sio.on("connect", namespace="/echo")
+def echo_connect(sid: str, environ: dict, auth: object) -> None:
+    pass
+
+
+@sio.on("*", namespace="/echo")
+def echo_any(event: str, sid: str, *args: object) -> dict:
+    sio.emit(event, args[0] if len(args) == 1 else list(args), to=sid, namespace="/echo")
+    sio.emit("seen", {"from": sid, "event": event}, namespace="/echo", skip_sid=sid)
+    return {"echoed": event}
 
 
 def main() -> None:

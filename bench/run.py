@@ -15,6 +15,13 @@ reads the server's CPU time and memory from /proc. Scenarios:
 - memory:  idle connections in rooms of 50: RSS per connection at each size, then as
            many connections as one process holds (the fd soft limit raised to the hard one)
 - polling: the fan-out again over long-polling receivers
+- broadcast-max: N WebSocket clients in namespace /echo of one process (the project's echo
+           view; the same behaviour in the reference servers), one event that every
+           other client of the namespace hears as ``seen``: how many got it, how soon, RSS
+- slow-clients: K receivers and one sender in one room, M messages of about 1 KB, once
+           alone and once with S stalled receivers in the room (connected, then they never
+           read their socket again): deliveries and latency of the normal receivers, the
+           server's RSS during the run, and when the server closed the stalled ones
 
 Results go to <out>/results.json and <out>/results.md, the plot to --plot. ``bench/
 node_modules`` must exist (``npm ci --prefix bench``).
@@ -95,13 +102,14 @@ class Server:
     name: str
     workdir: Path
     project_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     port: int = 0
     log_path: Path | None = None
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         port = str(self.port)
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         if self.name == "project":
             env["CHAT_DATABASE_PATH"] = str(self.workdir / f"chat-{self.port}.sqlite3")
             return [sys.executable, "run_example.py", "--port", port], env, self.project_dir
@@ -156,6 +164,9 @@ class Server:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
     def log_tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -247,6 +258,13 @@ class Config:
     room_size: int
     polling_sizes: list[int]
     polling_messages: int
+    broadcast_clients: int
+    slow_receivers: int
+    slow_stalled: int
+    slow_messages: int
+    slow_rate: float
+    slow_pad: int
+    max_backlog: int | None
     workers: int
     quiet_ms: int
     settle_seconds: float
@@ -258,8 +276,10 @@ class Config:
 class Session:
     """One fresh server plus one load generator, for one scenario."""
 
-    def __init__(self, name: str, config: Config, workdir: Path, project_dir: Path) -> None:
-        self.server = Server(name, workdir, project_dir).start()
+    def __init__(
+        self, name: str, config: Config, workdir: Path, project_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.server = Server(name, workdir, project_dir, env=env or {}).start()
         self.load = LoadGenerator(self.server.url, config.workers, config.time_limit)
         self.config = config
 
@@ -442,6 +462,196 @@ def memory_scenario(name: str, config: Config, workdir: Path, project_dir: Path)
     }
 
 
+STALLED_SOURCES = "127.0.2."  # the stalled receivers' source addresses, to find their sockets in /proc/net/tcp
+
+
+def server_sockets(port: int, source_prefix: str) -> dict[str, int]:
+    """Server-side TCP sockets of ``port`` from ``source_prefix`` addresses still ESTABLISHED:
+    the peer's address and the bytes waiting in the socket's kernel send queue."""
+    sockets = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        local, remote, state = parts[1], parts[2], parts[3]
+        if state != "01" or int(local.split(":")[1], 16) != port:
+            continue
+        address, remote_port = remote.split(":")
+        ip = socket.inet_ntoa(bytes.fromhex(address)[::-1])
+        if ip.startswith(source_prefix):
+            sockets[f"{ip}:{int(remote_port, 16)}"] = int(parts[4].split(":")[0], 16)
+    return sockets
+
+
+class Sampler:
+    """Samples the server's RSS (and, with ``sockets``, its stalled clients' sockets) in a thread."""
+
+    def __init__(
+        self, server: Server, interval: float = 0.2, sockets: str | None = None, log_marker: str | None = None
+    ) -> None:
+        self.server, self.interval, self.sockets, self.log_marker = server, interval, sockets, log_marker
+        self.log_marks_before = server.log_text().count(log_marker) if log_marker else 0
+        self.samples: list[dict] = []
+        self.seen: dict[str, float] = {}  # with ``sockets``: when each socket was last seen ESTABLISHED
+        self.started = time.monotonic()
+        self.stopping = threading.Event()
+        self.sample()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            row: dict[str, Any] = {"t": round(time.monotonic() - self.started, 2), "rss_kib": self.server.rss_kib()}
+            if self.sockets:
+                sockets = server_sockets(self.server.port, self.sockets)
+                row["established"], row["send_queue_bytes"] = len(sockets), sum(sockets.values())
+                self.seen.update(dict.fromkeys(sockets, row["t"]))
+            if self.log_marker:
+                row["log_marks"] = self.server.log_text().count(self.log_marker) - self.log_marks_before
+            self.samples.append(row)
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> list[dict]:
+        self.stopping.set()
+        self.thread.join()
+        self.sample()
+        return self.samples
+
+    def marked_at(self) -> list[float]:
+        """When each server log line with ``log_marker`` appeared (to within a sample)."""
+        times, count = [], 0
+        for row in self.samples:
+            times += [row["t"]] * (row.get("log_marks", 0) - count)
+            count = max(count, row.get("log_marks", 0))
+        return times
+
+    def closed_at(self) -> list[float]:
+        """When each socket seen at some point but not at the end closed (the first sample without it)."""
+        if not self.samples:
+            return []
+        end = self.samples[-1]["t"]
+        times = [row["t"] for row in self.samples]
+        return sorted(next(t for t in times if t > last) for last in self.seen.values() if last < end)
+
+
+def broadcast_scenario(name: str, config: Config, workdir: Path, project_dir: Path) -> dict:
+    echo = {"namespace": "/echo"}
+    with Session(name, config, workdir, project_dir) as session:
+        sender = session.load("sender", **echo)
+        if sender.get("sender") != "open":
+            raise RuntimeError(f"{name}: the sender could not connect to /echo: {sender}")
+        baseline_rss = session.server.rss_kib()
+        started = time.monotonic()
+        reply = session.connect(config.broadcast_clients, retries=1, attempt_timeout=30, max_pending=64, **echo)
+        session.drain()
+        connect_seconds = time.monotonic() - started
+        time.sleep(config.settle_seconds)
+        rss_before = session.server.rss_kib()
+        cpu0 = session.server.cpu_seconds()
+        sampler = Sampler(session.server, interval=0.05)
+        out = session.load("broadcast", emit="ping", event="seen", limit=120, quiet_ms=5000, timeout=180)
+        samples = sampler.stop()
+        cpu = session.server.cpu_seconds() - cpu0
+        session.check_alive()
+        stats = session.load("stats")
+    result = {
+        "clients": config.broadcast_clients,
+        "connected": out["expected"],
+        "connect_failed": reply["failed"],
+        "connect_seconds": connect_seconds,
+        "received": out["received"],
+        "all_received": out["all_received"] and out["expected"] == config.broadcast_clients,
+        "first_ms": out["first_us"] / 1000 if out["first_us"] is not None else None,
+        "p50_ms": out["p50_us"] / 1000 if out["p50_us"] is not None else None,
+        "p99_ms": out["p99_us"] / 1000 if out["p99_us"] is not None else None,
+        "last_ms": out["last_us"] / 1000 if out["last_us"] is not None else None,
+        "server_cpu_seconds": cpu,
+        "baseline_rss_kib": baseline_rss,
+        "rss_kib": rss_before,
+        "peak_rss_kib": max(row["rss_kib"] for row in samples),
+        "closed": stats["closed"],
+    }
+    log(
+        f"  {name} broadcast-max: {out['received']}/{out['expected']} received, last after "
+        f"{result['last_ms'] or 0:.0f} ms, RSS {rss_before // 1024} MiB (peak {result['peak_rss_kib'] // 1024} MiB)"
+    )
+    return result
+
+
+def slow_clients_scenario(name: str, config: Config, workdir: Path, project_dir: Path) -> dict:
+    env = {"SOCKETIO_MAX_BACKLOG": str(config.max_backlog)} if config.max_backlog and name == "project" else {}
+    seconds = config.slow_messages / config.slow_rate
+    with Session(name, config, workdir, project_dir, env=env) as session:
+        session.load("sender")
+        session.connect(config.slow_receivers)
+        session.drain()
+        time.sleep(config.settle_seconds)
+
+        def run(label: str) -> dict:
+            marker = "reads too slowly" if name == "project" else None  # the project logs each client it drops
+            sampler = Sampler(session.server, sockets=STALLED_SOURCES, log_marker=marker)
+            out = session.load(
+                "steady", rate=config.slow_rate, seconds=seconds, pad=config.slow_pad, timeout=seconds + 120
+            )
+            sent_seconds = time.monotonic() - sampler.started
+            time.sleep(max(config.settle_seconds, 1))  # what the server still holds once the sender stops
+            samples = sampler.stop()
+            stats = session.load("stats")
+            rss0 = samples[0]["rss_kib"]
+            closed = sampler.closed_at()
+            logged = sampler.marked_at() if marker else None
+            phase = {
+                "stalled": samples[0]["established"],
+                "receivers": out["receivers"],
+                "messages": out["messages"],
+                "expected": out["expected"],
+                "delivered": out["delivered"],
+                "all_delivered": out["all_delivered"] and out["receivers"] == config.slow_receivers,
+                "receivers_closed": stats["closed"],
+                "seconds": sent_seconds,
+                "latency_us": out["latency_us"],
+                "rss_start_kib": rss0,
+                "rss_peak_kib": max(row["rss_kib"] for row in samples),
+                "rss_end_kib": samples[-1]["rss_kib"],
+                "rss_growth_kib": max(row["rss_kib"] for row in samples) - rss0,
+                # Stalled clients whose TCP connection the server closed, and when (s from the first message).
+                "stalled_closed": len(closed),
+                "closed_times_s": closed,
+                # Stalled clients the server dropped: its log (the project's), else the closed connections.
+                "stalled_dropped": len(logged) if logged is not None else len(closed),
+                "drop_times_s": logged if logged is not None else closed,
+                "drops_from": "server log" if logged is not None else "closed TCP connections",
+                "stalled_send_queue_peak_bytes": max(row["send_queue_bytes"] for row in samples),
+                "samples": samples[:: max(1, len(samples) // 200)],
+            }
+            lat = out["latency_us"]
+            log(
+                f"  {name} slow-clients {label}: {out['delivered']}/{out['expected']} delivered, p50 {lat['p50']} us, "
+                f"p99 {lat['p99']} us, RSS +{phase['rss_growth_kib'] // 1024} MiB, "
+                f"stalled dropped {phase['stalled_dropped']}/{phase['stalled']} at {phase['drop_times_s'][:3]} s, "
+                f"TCP closed {phase['stalled_closed']}"
+            )
+            return phase
+
+        alone = run("alone")
+        reply = session.connect(config.slow_stalled, stalled=True, source_prefix=STALLED_SOURCES)
+        session.drain()
+        with_stalled = run(f"with {reply['stalled']} stalled")
+        session.check_alive()
+    return {
+        "receivers": config.slow_receivers,
+        "stalled": config.slow_stalled,
+        "stalled_connected": reply["stalled"],
+        "messages": config.slow_messages,
+        "rate": config.slow_rate,
+        "message_bytes": config.slow_pad,
+        "max_backlog": (config.max_backlog or 1000) if name == "project" else None,
+        "alone": alone,
+        "with_stalled": with_stalled,
+    }
+
+
 # -- profiling (optional) ------------------------------------------------------------
 
 
@@ -557,7 +767,114 @@ def figures(config: Config) -> list[Figure]:
                 fanout_get("polling", size),
             )
         )
+    n = config.broadcast_clients
+    out.append(
+        Figure(
+            "broadcast_received",
+            f"clients that got one broadcast, {n:,} WebSocket clients of /echo in one process",
+            "clients",
+            lambda r: (r.get("broadcast") or {}).get("received"),
+            lower_is_better=False,
+        )
+    )
+    out.append(
+        Figure(
+            "broadcast_last_ms",
+            f"time until the last of {n:,} clients got the broadcast",
+            "ms",
+            lambda r: (r.get("broadcast") or {}).get("last_ms"),
+        )
+    )
+    out.append(
+        Figure(
+            "broadcast_rss",
+            f"server RSS with {n:,} WebSocket clients of /echo",
+            "MiB",
+            lambda r: r["broadcast"]["rss_kib"] / 1024 if r.get("broadcast") else None,
+        )
+    )
+    k, stalled = config.slow_receivers, config.slow_stalled
+    slow_label = f"{k:,} receivers, {config.slow_messages:,} messages of ~1 KB at {config.slow_rate:g}/s"
+
+    def slow(phase: str, get: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        return lambda r: get(r["slow"][phase]) if r.get("slow") else None
+
+    out.append(
+        Figure(
+            "slow_delivered",
+            f"messages delivered to the normal receivers with {stalled} stalled clients ({slow_label})",
+            "%",
+            slow("with_stalled", lambda p: 100 * p["delivered"] / p["expected"] if p["expected"] else None),
+            lower_is_better=False,
+        )
+    )
+    for pct in ("p50", "p99"):
+        for phase, text in (("alone", "no stalled clients"), ("with_stalled", f"{stalled} stalled clients")):
+            out.append(
+                Figure(
+                    f"slow_{pct}_{phase}",
+                    f"delivery latency {pct} to the normal receivers, {text}",
+                    "ms",
+                    slow(phase, lambda p, pct=pct: p["latency_us"][pct] / 1000 if p["latency_us"][pct] else None),
+                )
+            )
+    for phase, text in (("alone", "no stalled clients"), ("with_stalled", f"{stalled} stalled clients")):
+        out.append(
+            Figure(
+                f"slow_rss_{phase}",
+                f"server RSS growth during the run (peak - start), {text}",
+                "MiB",
+                slow(phase, lambda p: p["rss_growth_kib"] / 1024),
+            )
+        )
+    out.append(
+        Figure(
+            "slow_dropped",
+            f"stalled clients the server dropped during the run (of {stalled})",
+            "clients",
+            slow("with_stalled", lambda p: p["stalled_dropped"]),
+            lower_is_better=False,
+        )
+    )
     return out
+
+
+def details(results: dict, config: Config) -> list[str]:
+    """Per-server lines for the scenarios the table cannot hold."""
+    lines = []
+    for name, result in results.items():
+        if result.get("broadcast"):
+            b = result["broadcast"]
+            lines.append(
+                f"- broadcast-max, {name}: {b['received']:,} of {b['connected']:,} connected clients "
+                f"({b['clients']:,} tried) got it; first after {fmt(b['first_ms'])} ms, half after "
+                f"{fmt(b['p50_ms'])} ms, 99% after {fmt(b['p99_ms'])} ms, the last after {fmt(b['last_ms'])} ms; "
+                f"server CPU {b['server_cpu_seconds']:.2f} s; RSS {b['rss_kib'] / 1024:,.0f} MiB before, "
+                f"peak {b['peak_rss_kib'] / 1024:,.0f} MiB during"
+            )
+    for name, result in results.items():
+        if result.get("slow"):
+            slow = result["slow"]
+            backlog = f", SOCKETIO_MAX_BACKLOG {slow['max_backlog']}" if slow["max_backlog"] else ""
+            for phase in ("alone", "with_stalled"):
+                p = slow[phase]
+                lat = {key: value / 1000 if value is not None else None for key, value in p["latency_us"].items()}
+                queued = p["stalled_send_queue_peak_bytes"] / 2**20
+                drops = ", ".join(f"{t:g}" for t in p["drop_times_s"][:5]) + (
+                    ", ..." if len(p["drop_times_s"]) > 5 else ""
+                )
+                lines.append(
+                    f"- slow-clients, {name}{backlog}, {p['stalled']} stalled: {p['delivered']:,}/{p['expected']:,} "
+                    f"delivered to {p['receivers']} receivers in {p['seconds']:.1f} s, p50 {fmt(lat['p50'])} ms, "
+                    f"p99 {fmt(lat['p99'])} ms, max {fmt(lat['max'])} ms; "
+                    f"RSS {p['rss_start_kib'] / 1024:,.0f} -> peak {p['rss_peak_kib'] / 1024:,.0f} MiB "
+                    f"(+{p['rss_growth_kib'] / 1024:,.1f}), {p['rss_end_kib'] / 1024:,.0f} MiB at the end; "
+                    f"stalled dropped: {p['stalled_dropped']} ({p['drops_from']}"
+                    + (f", at {drops} s" if drops else "")
+                    + f"), TCP connections closed: {p['stalled_closed']}; "
+                    f"kernel send queues of the stalled sockets up to {queued:,.1f} MiB"
+                )
+    return lines
 
 
 def summarize(results: dict, config: Config) -> list[dict]:
@@ -674,7 +991,8 @@ def plot(results: dict, config: Config, path: Path) -> None:
 
     colors = {"project": "#1f77b4", "plain": "#2ca02c", "node": "#d62728"}
     names = [name for name in SERVERS if name in results]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    fig, grid = plt.subplots(2, 3, figsize=(15, 8.4))
+    axes = grid.flatten()
 
     def bars(ax: Any, groups: list[str], value: Callable[[str, int], float | None], title: str, ylabel: str) -> None:
         width = 0.8 / max(1, len(names))
@@ -738,9 +1056,32 @@ def plot(results: dict, config: Config, path: Path) -> None:
         "WebSocket connections held by one process",
         "connections (higher is better)",
     )
+
+    def broadcast_value(name: str, i: int) -> float | None:
+        return (results[name].get("broadcast") or {}).get("last_ms")
+
+    bars(
+        axes[4],
+        [f"{config.broadcast_clients:,} clients"],
+        broadcast_value,
+        "one broadcast: time until the last client got it",
+        "ms (lower is better)",
+    )
+
+    def slow_value(name: str, i: int) -> float | None:
+        slow = results[name].get("slow")
+        return slow[("alone", "with_stalled")[i]]["rss_growth_kib"] / 1024 if slow else None
+
+    bars(
+        axes[5],
+        ["no stalled clients", f"{config.slow_stalled} stalled clients"],
+        slow_value,
+        f"server RSS growth, {config.slow_messages:,} messages of ~1 KB",
+        "MiB (lower is better)",
+    )
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -772,7 +1113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a tiny run: a few clients, seconds")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma separated subset of project,plain,node")
     parser.add_argument(
-        "--scenarios", default="fanout,latency,memory,polling", help="comma separated subset of the scenarios"
+        "--scenarios",
+        default="fanout,latency,memory,polling,broadcast-max,slow-clients",
+        help="comma separated subset of the scenarios",
     )
     parser.add_argument("--fanout-sizes", type=sizes, help="WebSocket receivers, default 1000,5000")
     parser.add_argument("--messages", type=int, help="broadcast messages per fan-out size, default 100")
@@ -785,6 +1128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--room-size", type=int, default=50, help="clients per room in the memory scenario")
     parser.add_argument("--polling-sizes", type=sizes, help="long-polling receivers, default 250,1000")
     parser.add_argument("--polling-messages", type=int, help="default 50")
+    parser.add_argument("--broadcast-clients", type=int, help="broadcast-max: clients of /echo, default 19000")
+    parser.add_argument("--slow-receivers", type=int, help="slow-clients: normal receivers, default 50")
+    parser.add_argument("--slow-stalled", type=int, help="slow-clients: stalled receivers, default 10")
+    parser.add_argument("--slow-messages", type=int, help="slow-clients: messages per run, default 6000")
+    parser.add_argument("--slow-rate", type=float, help="slow-clients: messages per second, default 300")
+    parser.add_argument("--slow-pad", type=int, default=1000, help="slow-clients: characters per message text")
+    parser.add_argument("--max-backlog", type=int, help="SOCKETIO_MAX_BACKLOG for the project (default its own, 1000)")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--project-ref", help="benchmark the project at this git ref (default: the work tree)")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results, or a temp dir if --quick)")
@@ -803,6 +1153,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             max_connections=30,
             polling_sizes=[3],
             polling_messages=5,
+            broadcast_clients=20,
+            slow_receivers=4,
+            slow_stalled=2,
+            slow_messages=40,
+            slow_rate=100,
         )
     else:
         defaults = dict(
@@ -815,6 +1170,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             max_connections=19000,
             polling_sizes=[250, 1000],
             polling_messages=50,
+            broadcast_clients=19000,
+            slow_receivers=50,
+            slow_stalled=10,
+            slow_messages=6000,
+            slow_rate=300,
         )
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -861,6 +1221,10 @@ def main(argv: list[str] | None = None) -> int:
                     results[name]["latency"] = latency_scenario(name, config, workdir, project_dir)
                 elif scenario == "memory":
                     results[name]["memory"] = memory_scenario(name, config, workdir, project_dir)
+                elif scenario == "broadcast-max":
+                    results[name]["broadcast"] = broadcast_scenario(name, config, workdir, project_dir)
+                elif scenario == "slow-clients":
+                    results[name]["slow"] = slow_clients_scenario(name, config, workdir, project_dir)
                 else:
                     raise SystemExit(f"unknown scenario {scenario}")
 
@@ -890,6 +1254,8 @@ def main(argv: list[str] | None = None) -> int:
         ", ".join(f"{name} {ver}" for name, ver in machine["packages"].items()),
         "",
         markdown_table(table),
+        "",
+        *details(results, config),
         "",
         "CPU used by neither the server nor the load generator during each measurement (other processes, "
         "kernel threads), in cores; near 0 means a quiet machine: "

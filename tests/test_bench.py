@@ -48,6 +48,15 @@ def test_quick_benchmark_delivers_every_message(tmp_path: Path) -> None:
         memory = result["memory"]
         assert all(row["kib_per_connection"] is not None for row in memory["sizes"]), (name, memory)
         assert memory["max_connections"]["held"] == memory["max_connections"]["target"], (name, memory)
+        broadcast = result["broadcast"]
+        assert broadcast["all_received"] and broadcast["received"] == broadcast["clients"] > 0, (name, broadcast)
+        assert broadcast["last_ms"] is not None and broadcast["rss_kib"] > 0
+        slow = result["slow"]
+        assert slow["alone"]["stalled"] == 0 and slow["with_stalled"]["stalled"] == slow["stalled"] > 0, (name, slow)
+        for phase in ("alone", "with_stalled"):
+            row = slow[phase]
+            assert row["all_delivered"] and row["delivered"] == row["expected"] > 0, (name, phase, row)
+            assert row["latency_us"]["p99"] is not None and row["rss_growth_kib"] is not None
 
     for row in report["table"]:
         for name in SERVERS:
