@@ -1140,6 +1140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="results directory (default bench/results, or a temp dir if --quick)")
     parser.add_argument("--plot", type=Path, help="PNG to write (default docs/benchmarks.png; none if --quick)")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--merge", action="store_true", help="add this run's scenarios to the results already in --out's results.json"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the Python servers during the fan-outs, into this dir")
     args = parser.parse_args(argv)
     if args.quick:
@@ -1202,6 +1205,13 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     results: dict[str, dict] = {name: {} for name in servers}
+    merged_from = None
+    previous = out_dir / "results.json"
+    if args.merge and previous.exists():
+        earlier = json.loads(previous.read_text())
+        results = {**earlier["results"], **{name: dict(earlier["results"].get(name, {})) for name in servers}}
+        command = f"{earlier['command']}; then {command}"
+        merged_from = earlier["machine"].get("merged_from") or earlier["machine"].get("project_commit")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
@@ -1210,6 +1220,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.project_ref:
             machine["project_commit"] = (project_dir / ".git-ref").read_text().strip()[:12]
             machine["project_uncommitted_changes"] = False
+        if merged_from:
+            machine["merged_from"] = merged_from  # the project commit of the scenarios of the earlier run
         for scenario in scenarios:
             for name in servers:
                 log(f"{scenario}: {name}")
@@ -1235,7 +1247,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - started, 1),
         "machine": machine,
         "config": {key: value for key, value in vars(config).items() if key not in ("profile_dir", "extra")},
-        "servers": {name: LABELS[name] for name in servers},
+        "servers": {name: LABELS[name] for name in results},
         "results": results,
         "table": table,
     }
@@ -1249,7 +1261,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "
         f"Linux {machine['kernel']}, "
         f"Python {machine['python']}, Node {machine['node']}; project commit {machine['project_commit']}"
-        + (" with uncommitted changes" if machine["project_uncommitted_changes"] else ""),
+        + (" with uncommitted changes" if machine["project_uncommitted_changes"] else "")
+        + (
+            f" ({', '.join(scenarios)}; the other scenarios: project commit {machine['merged_from']})"
+            if machine.get("merged_from")
+            else ""
+        ),
         "",
         ", ".join(f"{name} {ver}" for name, ver in machine["packages"].items()),
         "",
@@ -1260,7 +1277,7 @@ def main(argv: list[str] | None = None) -> int:
         "CPU used by neither the server nor the load generator during each measurement (other processes, "
         "kernel threads), in cores; near 0 means a quiet machine: "
         + "; ".join(
-            f"{name}: " + ", ".join(f"{share:.2f}" for share in other_cpu_shares(results[name])) for name in servers
+            f"{name}: " + ", ".join(f"{share:.2f}" for share in other_cpu_shares(results[name])) for name in results
         ),
         "",
     ]
