@@ -20,6 +20,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Hashed, compressed static files, served by WhiteNoise.
 os.environ.setdefault("DJANGO_STATIC_MANIFEST", "1")
 
+# Only for the master's deadline below; the workers read the Django setting.
 SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
 
 wsgi_app = "project.wsgi:application"
@@ -68,9 +69,12 @@ def post_worker_init(worker):
     """On SIGTERM, drain Socket.IO first: turn new clients away, send the connected ones off."""
     import gevent
 
+    from socketio_django.conf import setting
+
     def drain_then_exit():
         worker.log.info("SIGTERM: draining %d Socket.IO clients", len(worker.wsgi.server.handles))
-        worker.wsgi.server.shutdown_gracefully(SHUTDOWN_TIMEOUT)
+        worker.wsgi.server.shutdown_gracefully(setting("SOCKETIO_SHUTDOWN_TIMEOUT"))
         worker.alive = False  # the worker then closes its listener and exits
 
+    # Replaces the worker's own SIGTERM handler, which would stop at once (SIGINT and SIGQUIT still do).
     signal.signal(signal.SIGTERM, lambda signum, frame: gevent.spawn(drain_then_exit))

@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 DEFAULT_ROOM = "lobby"
@@ -45,3 +46,11 @@ def clean_text(value: Any) -> str:
     if len(value) > limit:
         raise ValidationError(f"message is too long: {len(value)} characters, the limit is {limit}", code="too-long")
     return value
+
+
+def clean_guest_name(value: Any) -> str:
+    """:func:`clean_name`, refusing the username of a registered user (they log in to use it)."""
+    name = clean_name(value)
+    if get_user_model().objects.filter(username__iexact=name).exists():
+        raise ValidationError("name taken: it belongs to a registered user, who must log in to use it")
+    return name

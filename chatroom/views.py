@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
@@ -11,7 +13,7 @@ from . import presence
 from .csp import content_security_policy
 from .metrics import MESSAGES
 from .models import Message
-from .validation import DEFAULT_ROOM, clean_name, clean_room, clean_text
+from .validation import DEFAULT_ROOM, clean_guest_name, clean_room, clean_text
 
 logger = logging.getLogger("chatroom")
 
@@ -20,6 +22,18 @@ logger = logging.getLogger("chatroom")
 def chat_page(request: HttpRequest, room: str = DEFAULT_ROOM) -> HttpResponse:
     """The chat page for ``room``."""
     return render(request, "chatroom/chat.html", {"room": room, "max_length": settings.CHAT_MAX_MESSAGE_LENGTH})
+
+
+def store(event: str, data: Any, room: str, name: str) -> Message:
+    """Store a client's ``message`` event; a ValidationError says why it was not."""
+    if event != "message":
+        raise ValidationError(f"unknown event {event[:50]!r}", code="unknown-event")
+    text = clean_text(data)
+    try:
+        return Message.objects.create(room=room, name=name, text=text)
+    except DatabaseError:
+        logger.exception("could not store a message in room %s", room)
+        raise ValidationError("the message could not be stored, please send it again", code="not-stored") from None
 
 
 def chat_socket(request: HttpRequest) -> HttpResponse:
@@ -36,7 +50,7 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
             name = request.user.get_username()
         else:
-            name = clean_name(auth.get("name", request.GET.get("name")))
+            name = clean_guest_name(auth.get("name", request.GET.get("name")))
     except ValidationError as error:
         return HttpResponseBadRequest(error.messages[0])
 
@@ -44,20 +58,17 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
     socket.join(room)
     socket.emit("history", [message.as_event() for message in Message.history(room)])
     presence.enter(room, name)
-    socket.emit("welcome", {"name": name, "room": room, "online": presence.online(room)})
-    socket.broadcast("announcement", {"kind": "join", "name": name, "text": f"{name} joined"}, room=room)
     try:
+        socket.emit("welcome", {"name": name, "room": room, "online": presence.online(room)})
+        socket.broadcast("announcement", {"kind": "join", "name": name, "text": f"{name} joined"}, room=room)
         while (incoming := socket.recv()) is not None:
             try:
-                if incoming.event != "message":
-                    raise ValidationError(f"unknown event {incoming.event[:50]!r}", code="unknown-event")
-                text = clean_text(incoming.data)
+                message = store(incoming.event, incoming.data, room, name)
             except ValidationError as error:
                 MESSAGES.labels(error.code).inc()
                 logger.info("rejected id=%s name=%s room=%s reason=%r", socket.id, name, room, error.messages[0])
                 incoming.reply({"error": error.messages[0]})
                 continue
-            message = Message.objects.create(room=room, name=name, text=text)
             MESSAGES.labels("stored").inc()
             incoming.reply({"ok": True, "id": message.id})
             socket.broadcast("message", message.as_event(), room=room)

@@ -22,6 +22,9 @@ logger = logging.getLogger("socketio_django")
 WSGIApplication = Callable[[dict, Callable], Iterable[bytes]]
 
 NAMESPACE = "/"
+# Socket.IO packet types "5" (BINARY_EVENT) and "6" (BINARY_ACK), and how many attachments one may carry.
+BINARY_PACKET_TYPES = ("5", "6")
+MAX_ATTACHMENTS = 10
 # Every request's environ carries the ViewServer under this key (the health view reads it).
 SERVER_ENVIRON_KEY = "socketio.server"
 
@@ -51,7 +54,8 @@ class ViewServer(socketio.Server):
         # Handlers only queue work for the view greenlet, so they run in the
         # reader's greenlet: no greenlet spawned per incoming event.
         options.setdefault("async_handlers", False)
-        options.setdefault("client_manager", FanoutManager(max_backlog))
+        if "client_manager" not in options:
+            options["client_manager"] = FanoutManager(max_backlog)
         super().__init__(async_mode="gevent", namespaces="*", **options)
         fanout.install(self)
         self.view_application = view_application
@@ -75,18 +79,22 @@ class ViewServer(socketio.Server):
         # Wait for the view to talk to the socket (accept) or to return (refuse).
         finished = gevent.wait([handle.accept_requested, view], count=1, timeout=self.accept_timeout)
         if handle.accept_requested.is_set():
-            metrics.CONNECTED.inc()
-            metrics.CONNECTIONS.inc()
-            logger.info("connect %s", self._describe(handle))
-            return
-        self._forget(handle)
-        metrics.REFUSED.inc()
-        if not finished:
+            engineio_socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, namespace))
+            if engineio_socket is not None and not engineio_socket.closed:
+                metrics.CONNECTED.inc()
+                metrics.CONNECTIONS.inc()
+                logger.info("connect %s", self._describe(handle))
+                return
+            # It left while its view decided: python-socketio will not report that disconnect.
+            reason = "the client left"
+        elif not finished:
             view.kill(block=False)
             reason = "the server took too long to accept"
         else:
             reason = view.value or "connection refused"
         logger.info("refused %s reason=%r", self._describe(handle), reason)
+        self._forget(handle)
+        metrics.REFUSED.inc()
         raise socketio.exceptions.ConnectionRefusedError(reason)
 
     def _on_disconnect(self, namespace: str, sid: str, reason: str) -> None:
@@ -99,7 +107,14 @@ class ViewServer(socketio.Server):
 
     def _describe(self, handle: SocketHandle) -> str:
         """``key=value`` pairs for the log: id, namespace, transport, and what the view added."""
-        details = {"id": handle.id, "namespace": handle.namespace, "transport": handle.transport, **handle.info}
+        details = {
+            "id": handle.id,
+            # Engine.IO's id, which the malformed-packet and slow-client lines name.
+            "engine_id": self.manager.eio_sid_from_sid(handle.id, handle.namespace),
+            "namespace": handle.namespace,
+            "transport": handle.transport,
+            **handle.info,
+        }
         return " ".join(f"{key}={value}" for key, value in details.items())
 
     def _handle_eio_connect(self, eio_sid: str, environ: dict) -> bool | None:
@@ -154,7 +169,9 @@ class ViewServer(socketio.Server):
         except Exception:
             logger.exception("socket view crashed for %s", handle.id)
             status, content = ["500 Internal Server Error"], b""
-        code = int(status[0].split()[0]) if status else 500
+        if not status:  # a WSGI application that never called start_response
+            status = ["500 Internal Server Error"]
+        code = int(status[0].split()[0])
         if handle.accept_requested.is_set():
             if code >= 500:
                 logger.error("socket view for %s ended with %s", handle.id, status[0])
@@ -184,7 +201,9 @@ class ViewServer(socketio.Server):
         A connection may stay idle for hours: give its database connection
         back rather than holding one per connected client.
         """
-        connections.close_all()
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:  # closing would break the view's transaction
+                connection.close()
 
     # -- incoming events -------------------------------------------------
 
@@ -192,6 +211,13 @@ class ViewServer(socketio.Server):
         # A packet python-socketio cannot decode is a protocol violation: drop
         # that client with one log line instead of a traceback per packet.
         try:
+            # python-socketio buffers every attachment a binary packet announces: bound them.
+            if (
+                isinstance(data, str)
+                and data[:1] in BINARY_PACKET_TYPES
+                and self.packet_class(encoded_packet=data).attachment_count > MAX_ATTACHMENTS
+            ):
+                raise ValueError(f"more than {MAX_ATTACHMENTS} binary attachments")
             super()._handle_eio_message(eio_sid, data)
         except (ValueError, TypeError, KeyError, IndexError) as error:
             metrics.MALFORMED.inc()
@@ -212,6 +238,8 @@ class ViewServer(socketio.Server):
         if id is not None:
 
             def ack(*values: Any) -> None:
+                if isinstance(self.manager, FanoutManager) and self.manager.drop_if_backlogged(eio_sid):
+                    return  # it does not read its replies either
                 self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=list(values)))
 
         handle.deliver(Message(event=data[0], args=tuple(data[1:]), _ack=ack))

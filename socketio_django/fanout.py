@@ -15,7 +15,10 @@ memory without bound.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import logging
+import socket
+import ssl
 import struct
 from typing import Any
 
@@ -68,6 +71,8 @@ class WriterQueue(gevent.queue.JoinableQueue):
         super().__init__(*args, **kwargs)
         self.writer_idle = False
         self._batch = 0
+        #: Seconds a long-poll waits after its first packet for more; 0 once a WebSocket writes.
+        self.linger = 0.001
         #: Frames for an idle writer, written together when this turn of the event loop ends.
         self.pending: list[bytes] = []
 
@@ -97,9 +102,14 @@ class WriterQueue(gevent.queue.JoinableQueue):
             return super().get(True, timeout)
         self.writer_idle = True
         try:
-            return super().get(True, timeout)
+            item = super().get(True, timeout)
         finally:
             self.writer_idle = False
+        if self.linger:
+            # A long-poll answered at the first packet would often carry just that one; what
+            # the same burst sends a moment later rides along instead of costing another poll.
+            gevent.sleep(self.linger)
+        return item
 
 
 class FrameWebSocket(WebSocketWSGI):
@@ -108,6 +118,11 @@ class FrameWebSocket(WebSocketWSGI):
     def __call__(self, environ: dict, start_response: Any) -> Any:
         # The handler is the engineio Socket's bound _websocket_handler: let broadcasts find us.
         engineio_socket = self.app.__self__
+        engineio_socket.queue.linger = 0
+        if isinstance(environ["wsgi.websocket"].handler.socket, ssl.SSLSocket):
+            # Behind TLS (Gunicorn with a certificate) bytes must go through the SSL layer:
+            # no direct writes, the usual Engine.IO path.
+            return super().__call__(environ, start_response)
         engineio_socket.frame_writer = self
         try:
             return super().__call__(environ, start_response)
@@ -125,8 +140,13 @@ class FrameWebSocket(WebSocketWSGI):
             return _socket.socket.send(self._sock.handler.socket._sock, data)
         except (BlockingIOError, InterruptedError):
             return 0
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, TypeError):
             return len(data)  # the connection is gone; its reader cleans up
+
+    def abort(self) -> None:
+        """Shut the TCP connection down, so a writer blocked on a stalled peer gives up."""
+        with contextlib.suppress(OSError, AttributeError):
+            self._sock.handler.socket.shutdown(socket.SHUT_RDWR)
 
 
 def install(server: socketio.Server) -> None:
@@ -156,6 +176,9 @@ class FanoutManager(socketio.Manager):
     ) -> None:
         room = to or room
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        # Clients whose view has not accepted them yet are in the namespace's rooms already:
+        # they must not hear anything before their CONNECT (they may yet be refused).
+        skip.update(self.pending_connect.get(namespace, ()))
         if callback or namespace not in self.rooms:
             return self._emit_slowly(event, data, namespace, room, skip, callback, **kwargs)
         # As python-socketio does: a tuple is several arguments, None is none.
@@ -225,9 +248,20 @@ class FanoutManager(socketio.Manager):
             if written < len(data):
                 queue.put_first(RawBytes(data[written:]))
 
+    def drop_if_backlogged(self, eio_sid: str) -> bool:
+        """Drop the client if its send backlog is full (for packets sent outside ``emit``: replies)."""
+        engineio_socket = self.server.eio.sockets.get(eio_sid)
+        if engineio_socket is None or engineio_socket.queue.qsize() < self.max_backlog:
+            return False
+        self._drop(engineio_socket)
+        return True
+
     def _drop(self, engineio_socket: Any) -> None:
         metrics.SLOW_CLIENTS.inc()
         logger.warning(
             "dropping %s: %d packets waiting, it reads too slowly", engineio_socket.sid, engineio_socket.queue.qsize()
         )
         engineio_socket.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+        writer = getattr(engineio_socket, "frame_writer", None)
+        if writer is not None:
+            writer.abort()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -187,11 +188,6 @@ class Client:
         """Send a chat message and return the server's acknowledgement."""
         return self.call("message", text)
 
-    def sync(self) -> None:
-        """Round-trip to the server: everything it sent this client before is now received."""
-        answer = self.call("sync")
-        assert "error" in answer, answer
-
     def close(self) -> None:
         if self.sio.connected:
             if self.sio.transport() == "polling":
@@ -204,18 +200,25 @@ class Client:
 
 
 class RawSocket:
-    """A bare Engine.IO v4 WebSocket, for sending packets no real client would."""
+    """A bare Engine.IO v4 WebSocket that reads every frame in order.
 
-    def __init__(self, url: str, namespace_auth: dict | None = None, **options: Any) -> None:
-        import json
+    For packets no real client would send, and for asserting what a client did *not* get:
+    python-socketio's client runs each event handler in a thread of its own, so it may
+    record events out of order.
+    """
 
+    def __init__(self, url: str, namespace_auth: dict | None = None, namespace: str = "/", **options: Any) -> None:
         import websocket
 
+        self.prefix = "" if namespace == "/" else f"{namespace},"
         ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
         self.ws = websocket.create_connection(ws_url, timeout=WAIT, **options)
         opened = self.ws.recv()
         assert opened.startswith("0{"), opened
-        self.ws.send("40" + json.dumps(namespace_auth or {}))
+        self.ws.send("40" + self.prefix + json.dumps(namespace_auth or {}))
+        self.next_ack_id = 0
+        #: (event, args) of every event received so far, in order.
+        self.seen: list[tuple[str, list]] = []
 
     def send(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):
@@ -223,23 +226,44 @@ class RawSocket:
         else:
             self.ws.send(frame)
 
-    def next_events(self, count: int, event: str) -> list[Any]:
-        """The payloads of the next ``count`` ``event`` events, in the order the server sent them.
-
-        (python-socketio's client runs each handler in a thread of its own, so it can reorder events.)
-        """
-        import json
-
-        payloads = []
-        while len(payloads) < count:
+    def _next_packet(self) -> tuple[str, int | None, Any]:
+        """The next Socket.IO packet: (type, ack id, data); events are recorded in ``seen``."""
+        while True:
             frame = self.ws.recv()
             if frame == "2":
                 self.ws.send("3")
-            elif frame.startswith("42"):
-                name, *args = json.loads(frame[2:])
-                if name == event:
-                    payloads.append(args[0] if args else None)
-        return payloads
+                continue
+            if not frame.startswith("4"):
+                continue
+            kind, rest = frame[1], frame[2:]
+            if rest.startswith("/"):
+                rest = rest.split(",", 1)[1]
+            digits = len(rest) - len(rest.lstrip("0123456789"))
+            ack_id = int(rest[:digits]) if digits else None
+            data = json.loads(rest[digits:]) if rest[digits:] else None
+            if kind == "2":
+                self.seen.append((data[0], data[1:]))
+            return kind, ack_id, data
+
+    def call(self, event: str, *args: Any) -> Any:
+        """Emit ``event`` asking for an acknowledgement; its first argument. Events before it land in ``seen``."""
+        ack_id, self.next_ack_id = self.next_ack_id, self.next_ack_id + 1
+        self.ws.send(f"42{self.prefix}{ack_id}" + json.dumps([event, *args]))
+        while True:
+            kind, received_id, data = self._next_packet()
+            if kind == "3" and received_id == ack_id:
+                return data[0] if data else None
+
+    def events(self, event: str) -> list[Any]:
+        """First arguments of the ``event`` events seen so far."""
+        return [args[0] if args else None for name, args in self.seen if name == event]
+
+    def next_events(self, count: int, event: str) -> list[Any]:
+        """The first arguments of the next ``count`` ``event`` events, in the order the server sent them."""
+        wanted = len(self.events(event)) + count
+        while len(self.events(event)) < wanted:
+            self._next_packet()
+        return self.events(event)[wanted - count :]
 
     def frames_until_closed(self) -> list[str]:
         """Every frame until the server closes the connection (answering its pings)."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import threading
 
-from .helpers import ServerProcess, wait_until
+import pytest
+import requests
+
+from .helpers import RawSocket, ServerProcess, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +27,17 @@ def test_echo_view_proves_the_bridge_is_reusable(bridge_server, clients, transpo
     assert alice.call("shout", {"n": 1}) == {"echoed": "shout", "user": None}
     assert alice.wait_for("shout") == {"n": 1}
     assert bob.wait_for("seen") == {"from": alice.sio.get_sid("/echo"), "event": "shout"}
-    alice.call("round trip")  # anything sent to alice before this answer has arrived by now
-    assert alice.received("seen") == []
+
+
+def test_broadcast_skips_the_sender(bridge_server, clients):
+    bob = clients(bridge_server.url, namespace="/echo")
+    alice = RawSocket(bridge_server.url, namespace="/echo")
+    alice.call("shout")
+    bob.wait_for("seen")
+    alice.call("round trip")  # answered after anything sent to alice before it
+    assert alice.events("seen") == []
+    assert alice.events("shout") == [None]  # the echo to the sender itself
+    alice.close()
 
 
 def test_view_that_raises_disconnects_only_its_client(bridge_server, clients):
@@ -74,3 +87,42 @@ def test_idle_clients_hold_no_database_connections(bridge_server, clients, room)
     )
     # ...and they come back when the clients talk.
     assert wait_until(lambda: idle[0].say("back")["ok"]) is True
+
+
+def test_client_that_leaves_before_its_view_accepts_is_forgotten(bridge_server):
+    # Over long-polling the leaving (an Engine.IO CLOSE) can arrive while the view still decides.
+    url = bridge_server.url + "/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(requests.get(url, timeout=10).text[1:])["sid"]
+    connecting = threading.Thread(
+        target=requests.post, args=(f"{url}&sid={sid}",), kwargs={"data": '40/gate,{"wait":1}', "timeout": 10}
+    )
+    connecting.start()
+    health = bridge_server.url + "/healthz"
+    wait_until(lambda: requests.get(health, timeout=10).json()["clients"] == 1, what="the view to start deciding")
+    requests.post(f"{url}&sid={sid}", data="1", timeout=10)  # CLOSE
+    connecting.join()
+    wait_until(lambda: "reason='the client left'" in bridge_server.log(), what="the refusal")
+    assert requests.get(health, timeout=10).json()["clients"] == 0
+
+
+def test_clients_not_yet_accepted_hear_no_broadcasts(bridge_server, clients):
+    pending = RawSocket(bridge_server.url, {"wait": 1, "refuse": True}, namespace="/gate")
+    member = RawSocket(bridge_server.url, namespace="/gate")
+    assert member.call("hello", "the launch codes") == "ok"
+    kind = ""
+    while kind != "4":  # until the CONNECT_ERROR
+        kind, _, data = pending._next_packet()
+    assert data == {"message": "members only"}
+    assert pending.seen == []
+    pending.close()
+    member.close()
+
+
+def test_binary_packet_announcing_too_many_attachments_drops_its_sender(bridge_server, clients):
+    bystander = clients(bridge_server.url, namespace="/echo")
+    raw = RawSocket(bridge_server.url, namespace="/echo")
+    raw.call("ping")
+    raw.send('45999-["ping",{"_placeholder":true,"num":0}]')
+    raw.frames_until_closed()
+    assert "more than 10 binary attachments" in bridge_server.log()
+    assert bystander.call("still here") == {"echoed": "still here", "user": None}

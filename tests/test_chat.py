@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import TRANSPORTS
+from .helpers import TRANSPORTS, RawSocket
 
 transports = pytest.mark.parametrize("transport", list(TRANSPORTS))
 
@@ -42,8 +42,16 @@ def test_broadcast_reaches_the_others_and_not_the_sender(server, clients, room, 
         assert message["text"] == "hello room"
         assert message["name"] == "alice"
         assert message["id"] == answer["id"]
-    alice.sync()
-    assert alice.received("message") == []
+
+
+def test_sender_does_not_get_its_own_broadcast(server, clients, room):
+    listener = join(clients, server, room, "listener")
+    alice = RawSocket(server.url, {"room": room, "name": "alice"})
+    answer = alice.call("message", "hello room")
+    assert listener.wait_for("message")["id"] == answer["id"]
+    alice.call("sync")  # answered after anything sent to alice before it (frames are read in order)
+    assert alice.events("message") == []
+    alice.close()
 
 
 @transports
@@ -90,14 +98,16 @@ def test_rooms_are_isolated(server, clients, room):
     other_room = room + "-other"
     alice = join(clients, server, room, "alice")
     bob = join(clients, server, other_room, "bob")
-    alice_friend = join(clients, server, room, "friend")
+    alice_friend = RawSocket(server.url, {"room": room, "name": "friend"})
+    alice_friend.next_events(1, "welcome")
 
     alice.say("for room one")
     bob.say("for room two")
 
-    assert alice_friend.wait_for("message")["text"] == "for room one"
-    alice_friend.sync()
-    assert [m["text"] for m in alice_friend.received("message")] == ["for room one"]
+    assert alice_friend.next_events(1, "message")[0]["text"] == "for room one"
+    alice_friend.call("sync")  # answered after anything sent to the friend before it
+    assert [m["text"] for m in alice_friend.events("message")] == ["for room one"]
+    alice_friend.close()
 
     assert [m["text"] for m in join(clients, server, room, "late").wait_for("history")] == ["for room one"]
     assert [m["text"] for m in join(clients, server, other_room, "late").wait_for("history")] == ["for room two"]
@@ -119,6 +129,12 @@ def test_logged_in_user_chats_under_their_username(server, clients, room):
         server.url, auth={"room": room, "name": "impostor"}, headers={"Cookie": f"sessionid={session_key}"}
     )
     assert client.wait_for("welcome")["name"] == "margaret"
+
+    impostor = clients(server.url, auth={"room": room, "name": "Margaret"}, connect=False)
+    assert impostor.try_connect() is not None
+    assert impostor.wait_for("connect_error") == {
+        "message": "name taken: it belongs to a registered user, who must log in to use it"
+    }
 
 
 def test_history_survives_a_restart(fresh_server, clients, room):

@@ -65,5 +65,6 @@ def test_a_stalled_client_is_dropped_and_delays_nobody(fresh_server, clients, ro
     wait_until(lambda: len(followed) == number + 1, what="the follower to get every message")
     assert [text.split()[0] for text in followed] == [str(n) for n in range(number + 1)]
     wait_until(lambda: metric_values(server)["socketio_connected_clients"] == 2, what="the stalled client to go")
+    stalled.frames_until_closed()  # the server really closed the connection: it ends after what was sent
     stalled.close()
     follower.close()  # ends the reader thread

@@ -1,5 +1,6 @@
 """The project's URLs, plus test-only socket views that misbehave on purpose."""
 
+import gevent
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -26,7 +27,21 @@ def refusing_socket(request: HttpRequest) -> HttpResponse:
     return HttpResponse("members only", status=403)
 
 
+def gated_socket(request: HttpRequest) -> HttpResponse:
+    """Takes ``auth.wait`` seconds to decide; refuses if ``auth.refuse``; else broadcasts what it hears."""
+    socket = request.environ["socketio"]
+    auth = socket.auth or {}
+    gevent.sleep(auth.get("wait", 0))
+    if auth.get("refuse"):
+        return HttpResponse("members only", status=403)
+    while (message := socket.recv()) is not None:
+        socket.broadcast("secret", message.data)
+        message.reply("ok")
+    return HttpResponse(status=204)
+
+
 urlpatterns = [
+    path("socket.io/gate/", gated_socket),
     path("socket.io/crash/", crashing_socket),
     path("socket.io/broken/", broken_socket),
     path("socket.io/refuse/", refusing_socket),

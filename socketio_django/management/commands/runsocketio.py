@@ -12,6 +12,7 @@ does that when its first argument is ``runsocketio``.
 from __future__ import annotations
 
 import errno
+import gc
 import sys
 from typing import Any
 
@@ -56,6 +57,8 @@ class Command(RunserverCommand):
         except OSError as error:
             self.stderr.write(f"Error: {BIND_ERRORS.get(error.errno, error)}")
             sys.exit(1)
+        # What start-up loaded stays: keep the garbage collector from scanning it again and again.
+        gc.freeze()
         address = f"[{self.addr}]" if self._raw_ipv6 else self.addr
         self.stdout.write(
             f"Socket.IO server listening on http://{address}:{server.server_port}/\nQuit the server with CONTROL-C."
