@@ -13,7 +13,7 @@ import socketio
 from django.db import connections
 from socketio import packet
 
-from . import fanout, metrics
+from . import fanout, metrics, speedups
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
 
@@ -58,6 +58,7 @@ class ViewServer(socketio.Server):
             options["client_manager"] = FanoutManager(max_backlog)
         super().__init__(async_mode="gevent", namespaces="*", **options)
         fanout.install(self)
+        speedups.install()
         self.view_application = view_application
         self.resource = resource.strip("/")
         self.inbox_size = inbox_size

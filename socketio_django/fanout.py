@@ -119,7 +119,12 @@ class FrameWebSocket(WebSocketWSGI):
         # The handler is the engineio Socket's bound _websocket_handler: let broadcasts find us.
         engineio_socket = self.app.__self__
         engineio_socket.queue.linger = 0
-        if isinstance(environ["wsgi.websocket"].handler.socket, ssl.SSLSocket):
+        connection = environ["wsgi.websocket"].handler.socket
+        # Small frames go out at once: with Nagle's algorithm a frame could wait for the
+        # client's delayed ACK, up to 40 ms on Linux.
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(connection, ssl.SSLSocket):
             # Behind TLS (Gunicorn with a certificate) bytes must go through the SSL layer:
             # no direct writes, the usual Engine.IO path.
             return super().__call__(environ, start_response)

@@ -46,6 +46,12 @@ class ClientFactory:
         client = self.adopt(Client(url, transport, **options))
         return client.connect() if connect else client
 
+    def join(self, url: str, room: str, name: str, transport: str = "websocket", **options) -> Client:
+        """A client in ``room`` that has received its history and welcome."""
+        client = self(url, transport, auth={"room": room, "name": name}, **options)
+        client.wait_for("welcome")
+        return client
+
     def adopt(self, client: Client) -> Client:
         self.made.append(client)
         return client

@@ -8,14 +8,8 @@ import requests
 from .helpers import RawSocket
 
 
-def join(clients, server, room, name, transport="websocket"):
-    client = clients(server.url, transport, auth={"room": room, "name": name})
-    client.wait_for("welcome")
-    return client
-
-
 def history(clients, server, room):
-    return [message["text"] for message in join(clients, server, room, "auditor").wait_for("history")]
+    return [message["text"] for message in clients.join(server.url, room, "auditor").wait_for("history")]
 
 
 @pytest.mark.parametrize(
@@ -32,8 +26,8 @@ def history(clients, server, room):
 )
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_bad_message_is_rejected_and_neither_stored_nor_broadcast(server, clients, room, transport, text, reason):
-    sender = join(clients, server, room, "sender", transport)
-    listener = join(clients, server, room, "listener")
+    sender = clients.join(server.url, room, "sender", transport)
+    listener = clients.join(server.url, room, "listener")
     kept = sender.say("kept")
 
     assert sender.say(text) == {"error": reason}
@@ -48,12 +42,12 @@ def test_bad_message_is_rejected_and_neither_stored_nor_broadcast(server, client
 
 
 def test_message_at_the_length_limit_is_accepted(server, clients, room):
-    sender = join(clients, server, room, "sender")
+    sender = clients.join(server.url, room, "sender")
     assert sender.say("y" * 1000)["ok"] is True
 
 
 def test_unknown_event_gets_an_error(server, clients, room):
-    sender = join(clients, server, room, "sender")
+    sender = clients.join(server.url, room, "sender")
     assert sender.call("shout", "hi") == {"error": "unknown event 'shout'"}
     assert sender.say("still here")["ok"] is True
 
@@ -78,15 +72,15 @@ def test_invalid_name_or_room_refuses_the_connection_with_the_reason(server, cli
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_oversized_packet_disconnects_only_its_sender(server, clients, room, transport):
-    sender = join(clients, server, room, "sender", transport)
-    bystander = join(clients, server, room, "bystander")
+    sender = clients.join(server.url, room, "sender", transport)
+    bystander = clients.join(server.url, room, "bystander")
     stored = bystander.say("stored before")["id"]
 
     sender.sio.emit("message", "z" * 70_000)
     sender.wait_for("disconnect")
 
     assert bystander.say("still chatting")["ok"] is True
-    newcomer = join(clients, server, room, "newcomer")
+    newcomer = clients.join(server.url, room, "newcomer")
     assert [m["id"] for m in newcomer.wait_for("history")][0] == stored
     assert history(clients, server, room) == ["stored before", "still chatting"]
 
@@ -144,7 +138,7 @@ MALFORMED_FRAMES = [
 
 @pytest.mark.parametrize("frame", MALFORMED_FRAMES, ids=repr)
 def test_malformed_packets_never_affect_other_clients(server, clients, room, frame):
-    bystander = join(clients, server, room, "bystander")
+    bystander = clients.join(server.url, room, "bystander")
     before = bystander.say("before")["id"]
 
     raw = RawSocket(server.url, {"room": room, "name": "raw"})
@@ -154,11 +148,11 @@ def test_malformed_packets_never_affect_other_clients(server, clients, room, fra
     assert bystander.say("after")["ok"] is True
     texts = history(clients, server, room)
     assert texts[0] == "before" and texts[-1] == "after"
-    assert before in [m["id"] for m in join(clients, server, room, "auditor2").wait_for("history")]
+    assert before in [m["id"] for m in clients.join(server.url, room, "auditor2").wait_for("history")]
 
 
 def test_binary_event_whose_attachment_never_comes_blocks_nobody(server, clients, room):
-    bystander = join(clients, server, room, "bystander")
+    bystander = clients.join(server.url, room, "bystander")
     raw = RawSocket(server.url, {"room": room, "name": "raw"})
     raw.send('451-["message",{"_placeholder":true,"num":0}]')
     assert bystander.say("unaffected")["ok"] is True
@@ -167,7 +161,7 @@ def test_binary_event_whose_attachment_never_comes_blocks_nobody(server, clients
 
 @pytest.mark.parametrize("body", [b"garbage", b"4:", b"\xff\xfe", b'42["message"'])
 def test_malformed_polling_request_is_rejected(server, clients, room, body):
-    bystander = join(clients, server, room, "bystander", "polling")
+    bystander = clients.join(server.url, room, "bystander", "polling")
     handshake = requests.get(server.url + "/socket.io/?EIO=4&transport=polling", timeout=10)
     sid = handshake.text.split('"sid":"')[1].split('"')[0]
     answer = requests.post(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}", data=body, timeout=10)

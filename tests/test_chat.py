@@ -9,20 +9,13 @@ from .helpers import TRANSPORTS, RawSocket
 transports = pytest.mark.parametrize("transport", list(TRANSPORTS))
 
 
-def join(clients, server, room, name, transport="websocket"):
-    """A client in ``room`` that has received its history and welcome."""
-    client = clients(server.url, transport, auth={"room": room, "name": name})
-    client.wait_for("welcome")
-    return client
-
-
 @transports
 def test_history_holds_the_last_15_messages_oldest_first(server, clients, room, transport):
-    writer = join(clients, server, room, "writer", transport)
+    writer = clients.join(server.url, room, "writer", transport)
     for number in range(20):
         assert writer.say(f"message {number}")["ok"] is True
 
-    reader = join(clients, server, room, "reader", transport)
+    reader = clients.join(server.url, room, "reader", transport)
     history = reader.wait_for("history")
     assert [message["text"] for message in history] == [f"message {n}" for n in range(5, 20)]
     assert {message["name"] for message in history} == {"writer"}
@@ -31,9 +24,9 @@ def test_history_holds_the_last_15_messages_oldest_first(server, clients, room, 
 
 @transports
 def test_broadcast_reaches_the_others_and_not_the_sender(server, clients, room, transport):
-    alice = join(clients, server, room, "alice", transport)
-    bob = join(clients, server, room, "bob", transport)
-    carol = join(clients, server, room, "carol", "websocket")
+    alice = clients.join(server.url, room, "alice", transport)
+    bob = clients.join(server.url, room, "bob", transport)
+    carol = clients.join(server.url, room, "carol", "websocket")
 
     answer = alice.say("hello room")
 
@@ -45,7 +38,7 @@ def test_broadcast_reaches_the_others_and_not_the_sender(server, clients, room, 
 
 
 def test_sender_does_not_get_its_own_broadcast(server, clients, room):
-    listener = join(clients, server, room, "listener")
+    listener = clients.join(server.url, room, "listener")
     alice = RawSocket(server.url, {"room": room, "name": "alice"})
     answer = alice.call("message", "hello room")
     assert listener.wait_for("message")["id"] == answer["id"]
@@ -56,21 +49,21 @@ def test_sender_does_not_get_its_own_broadcast(server, clients, room):
 
 @transports
 def test_ack_carries_the_stored_id(server, clients, room, transport):
-    alice = join(clients, server, room, "alice", transport)
+    alice = clients.join(server.url, room, "alice", transport)
     first = alice.say("one")
     second = alice.say("two")
     assert first == {"ok": True, "id": first["id"]}
     assert second["id"] > first["id"]
 
-    reader = join(clients, server, room, "reader")
+    reader = clients.join(server.url, room, "reader")
     ids = {message["text"]: message["id"] for message in reader.wait_for("history")}
     assert ids == {"one": first["id"], "two": second["id"]}
 
 
 @transports
 def test_announcements_on_connect_and_disconnect(server, clients, room, transport):
-    alice = join(clients, server, room, "alice")
-    bob = join(clients, server, room, "bob", transport)
+    alice = clients.join(server.url, room, "alice")
+    bob = clients.join(server.url, room, "bob", transport)
     assert alice.wait_for("announcement") == {"kind": "join", "name": "bob", "text": "bob joined"}
 
     bob.close()
@@ -96,8 +89,8 @@ def test_room_and_name_from_the_query_string(server, clients, room):
 
 def test_rooms_are_isolated(server, clients, room):
     other_room = room + "-other"
-    alice = join(clients, server, room, "alice")
-    bob = join(clients, server, other_room, "bob")
+    alice = clients.join(server.url, room, "alice")
+    bob = clients.join(server.url, other_room, "bob")
     alice_friend = RawSocket(server.url, {"room": room, "name": "friend"})
     alice_friend.next_events(1, "welcome")
 
@@ -109,8 +102,8 @@ def test_rooms_are_isolated(server, clients, room):
     assert [m["text"] for m in alice_friend.events("message")] == ["for room one"]
     alice_friend.close()
 
-    assert [m["text"] for m in join(clients, server, room, "late").wait_for("history")] == ["for room one"]
-    assert [m["text"] for m in join(clients, server, other_room, "late").wait_for("history")] == ["for room two"]
+    assert [m["text"] for m in clients.join(server.url, room, "late").wait_for("history")] == ["for room one"]
+    assert [m["text"] for m in clients.join(server.url, other_room, "late").wait_for("history")] == ["for room two"]
 
 
 def test_logged_in_user_chats_under_their_username(server, clients, room):
@@ -139,13 +132,13 @@ def test_logged_in_user_chats_under_their_username(server, clients, room):
 
 def test_history_survives_a_restart(fresh_server, clients, room):
     server = fresh_server()
-    writer = join(clients, server, room, "writer")
+    writer = clients.join(server.url, room, "writer")
     stored = [writer.say(f"before restart {n}")["id"] for n in range(3)]
     writer.close()
     server.stop()
 
     server.start()
-    history = join(clients, server, room, "reader").wait_for("history")
+    history = clients.join(server.url, room, "reader").wait_for("history")
     assert [m["id"] for m in history] == stored
     assert [m["text"] for m in history] == [f"before restart {n}" for n in range(3)]
 
@@ -155,7 +148,7 @@ def test_fifty_concurrent_clients_all_receive_a_broadcast(server, clients, room)
         clients(server.url, "websocket" if n % 2 else "polling", auth={"room": room, "name": f"user{n}"})
         for n in range(50)
     ]
-    sender = join(clients, server, room, "sender")
+    sender = clients.join(server.url, room, "sender")
     answer = sender.say("to everyone")
     for listener in listeners:
         assert listener.wait_for("message", lambda m: m["id"] == answer["id"])["text"] == "to everyone"
@@ -172,3 +165,12 @@ def test_chat_pages_render(server):
     script = requests.get(server.url + "/static/js/vendor/socket.io.esm.min.js", timeout=10)
     assert script.status_code == 200
     assert "Socket.IO v4" in script.text
+
+
+@transports
+def test_any_unicode_text_arrives_intact(server, clients, room, transport):
+    sender = clients.join(server.url, room, "sender", transport)
+    listener = clients.join(server.url, room, "listener", "websocket")
+    text = "héllo 👋 世界 " + "ß" * 300 + " \u202e end"
+    assert sender.say(text)["ok"] is True
+    assert listener.wait_for("message")["text"] == text

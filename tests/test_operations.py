@@ -60,12 +60,6 @@ def metric_values(server: ServerProcess) -> dict[str, float]:
     return values
 
 
-def joined(clients, server, transport, name, room="ops", **options):
-    client = clients(server.url, transport, auth={"room": room, "name": name}, **options)
-    client.wait_for("welcome")
-    return client
-
-
 @pytest.mark.parametrize("way", list(WAYS))
 def test_each_way_serves_chat_health_and_metrics(start, clients, way):
     server = start(way)
@@ -74,8 +68,8 @@ def test_each_way_serves_chat_health_and_metrics(start, clients, way):
     assert health.json() == {"status": "ok", "database": "ok", "clients": 0}
     before = metric_values(server)
 
-    ws = joined(clients, server, "websocket", "ws")
-    poll = joined(clients, server, "polling", "poll")
+    ws = clients.join(server.url, "ops", "ws", "websocket")
+    poll = clients.join(server.url, "ops", "poll", "polling")
     assert ws.say("over websocket")["ok"] is True
     assert poll.wait_for("message")["text"] == "over websocket"
     assert poll.say("over polling")["ok"] is True
@@ -105,8 +99,8 @@ def test_each_way_serves_chat_health_and_metrics(start, clients, way):
 @pytest.mark.parametrize("way", list(WAYS))
 def test_sigterm_sends_clients_away_and_keeps_every_acknowledged_message(start, clients, way):
     server = start(way, SOCKETIO_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
-    ws = joined(clients, server, "websocket", "ws")
-    poll = joined(clients, server, "polling", "poll")
+    ws = clients.join(server.url, "ops", "ws", "websocket")
+    poll = clients.join(server.url, "ops", "poll", "polling")
     stayer = clients.adopt(Client(server.url, "websocket", auth={"room": "ops", "name": "stayer"}, reconnect=True))
     stayer.connect().wait_for("history")
     stayer.wait_for("welcome")
@@ -136,7 +130,7 @@ def test_runsocketio_warns_about_unapplied_migrations(start):
 
 def test_runsocketio_reloads_on_code_changes_and_stops_on_ctrl_c(start, clients):
     server = start("runsocketio-reloading")
-    assert joined(clients, server, "websocket", "before").say("before reload")["ok"] is True
+    assert clients.join(server.url, "ops", "before", "websocket").say("before reload")["ok"] is True
 
     watched = os.path.join(os.path.dirname(__file__), "..", "chatroom", "presence.py")
     wait_until(lambda: "Watching for file changes" in server.log(), what="the reloader to watch")
