@@ -240,7 +240,7 @@ class ViewServer(socketio.Server):
 
             def ack(*values: Any) -> None:
                 if isinstance(self.manager, FanoutManager) and self.manager.drop_if_backlogged(eio_sid):
-                    return  # it does not read its replies either
+                    return  # gone, or it does not read its replies either
                 self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=list(values)))
 
         handle.deliver(Message(event=data[0], args=tuple(data[1:]), _ack=ack))

@@ -254,9 +254,14 @@ class FanoutManager(socketio.Manager):
                 queue.put_first(RawBytes(data[written:]))
 
     def drop_if_backlogged(self, eio_sid: str) -> bool:
-        """Drop the client if its send backlog is full (for packets sent outside ``emit``: replies)."""
+        """Drop the client if its send backlog is full (for packets sent outside ``emit``: replies).
+
+        True when nothing should be sent to it: dropped now, or gone already.
+        """
         engineio_socket = self.server.eio.sockets.get(eio_sid)
-        if engineio_socket is None or engineio_socket.queue.qsize() < self.max_backlog:
+        if engineio_socket is None or engineio_socket.closed:
+            return True
+        if engineio_socket.queue.qsize() < self.max_backlog:
             return False
         self._drop(engineio_socket)
         return True

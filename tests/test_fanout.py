@@ -7,6 +7,7 @@ import socket
 import threading
 
 import pytest
+import websocket
 
 from .helpers import RawSocket, wait_until
 from .test_operations import metric_values
@@ -68,3 +69,20 @@ def test_a_stalled_client_is_dropped_and_delays_nobody(fresh_server, clients, ro
     stalled.frames_until_closed()  # the server really closed the connection: it ends after what was sent
     stalled.close()
     follower.close()  # ends the reader thread
+
+
+def test_a_client_that_never_reads_its_replies_is_dropped(fresh_server, clients, room):
+    server = fresh_server(SOCKETIO_MAX_BACKLOG="20")
+    bystander = clients.join(server.url, room, "bystander")
+    flooder = RawSocket(
+        server.url, {"room": room, "name": "flooder"}, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+    )
+    frame = '420["' + "e" * 50 + '"]'  # an unknown event: each one is answered with an error
+    sent = 0
+    with contextlib.suppress(OSError, websocket.WebSocketException):
+        while sent < 200_000:  # ends when the server closes the connection
+            flooder.send(frame)
+            sent += 1
+    assert sent < 200_000, "the server never dropped the client"
+    assert bystander.say("unaffected")["ok"] is True
+    assert server.log().count("reads too slowly") == 1
