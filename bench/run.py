@@ -112,6 +112,8 @@ class Server:
         env = {**os.environ, **self.env}
         if self.name == "project":
             env["CHAT_DATABASE_PATH"] = str(self.workdir / f"chat-{self.port}.sqlite3")
+            # The load generator's sender outpaces any person: the chat's flood limit would refuse it.
+            env.setdefault("CHAT_RATE_LIMIT_PER_SECOND", "0")
             return [sys.executable, "run_example.py", "--port", port], env, self.project_dir
         if self.name == "plain":
             return [sys.executable, str(BENCH / "plain_server.py"), "--port", port], env, ROOT

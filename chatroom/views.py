@@ -13,6 +13,7 @@ from . import presence
 from .csp import content_security_policy
 from .metrics import MESSAGES
 from .models import Message
+from .ratelimit import TokenBucket
 from .validation import DEFAULT_ROOM, clean_guest_name, clean_room, clean_text
 
 logger = logging.getLogger("chatroom")
@@ -24,8 +25,12 @@ def chat_page(request: HttpRequest, room: str = DEFAULT_ROOM) -> HttpResponse:
     return render(request, "chatroom/chat.html", {"room": room, "max_length": settings.CHAT_MAX_MESSAGE_LENGTH})
 
 
-def store(event: str, data: Any, room: str, name: str) -> Message:
+def store(event: str, data: Any, room: str, name: str, bucket: TokenBucket) -> Message:
     """Store a client's ``message`` event; a ValidationError says why it was not."""
+    if not bucket.take():
+        raise ValidationError(
+            f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst})", code="rate-limited"
+        )
     if event != "message":
         raise ValidationError(f"unknown event {event[:50]!r}", code="unknown-event")
     text = clean_text(data)
@@ -57,13 +62,14 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
     socket.info.update(name=name, room=room)
     socket.join(room)
     socket.emit("history", [message.as_event() for message in Message.history(room)])
+    bucket = TokenBucket(settings.CHAT_RATE_LIMIT_PER_SECOND, settings.CHAT_RATE_LIMIT_BURST)
     presence.enter(room, name)
     try:
         socket.emit("welcome", {"name": name, "room": room, "online": presence.online(room)})
         socket.broadcast("announcement", {"kind": "join", "name": name, "text": f"{name} joined"}, room=room)
         while (incoming := socket.recv()) is not None:
             try:
-                message = store(incoming.event, incoming.data, room, name)
+                message = store(incoming.event, incoming.data, room, name, bucket)
             except ValidationError as error:
                 MESSAGES.labels(error.code).inc()
                 logger.info("rejected id=%s name=%s room=%s reason=%r", socket.id, name, room, error.messages[0])

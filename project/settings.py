@@ -101,6 +101,9 @@ SOCKETIO_SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10
 # Chat app.
 CHAT_HISTORY_SIZE = 15
 CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", 1000))
+# Per connection: bursts of CHAT_RATE_LIMIT_BURST messages, refilled at CHAT_RATE_LIMIT_PER_SECOND (0: no limit).
+CHAT_RATE_LIMIT_PER_SECOND = float(os.environ.get("CHAT_RATE_LIMIT_PER_SECOND", 5))
+CHAT_RATE_LIMIT_BURST = int(os.environ.get("CHAT_RATE_LIMIT_BURST", 30))
 
 LOGGING = {
     "version": 1,

@@ -59,6 +59,8 @@ class ServerProcess:
             "DJANGO_STATIC_ROOT": str(workdir / "static"),
             "DJANGO_SECRET_KEY": "tests-only-secret-key-" + "x" * 40,
             "PYTHONUNBUFFERED": "1",
+            # Tests send bursts no person would; test_chat.py checks the limit on a server of its own.
+            "CHAT_RATE_LIMIT_PER_SECOND": "0",
             **{name: value.format(port=self.port) for name, value in (env or {}).items()},
         }
         self.process: subprocess.Popen | None = None

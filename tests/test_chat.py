@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import TRANSPORTS, RawSocket
+from .helpers import TRANSPORTS, RawSocket, wait_until
 
 transports = pytest.mark.parametrize("transport", list(TRANSPORTS))
 
@@ -174,3 +174,14 @@ def test_any_unicode_text_arrives_intact(server, clients, room, transport):
     text = "héllo 👋 世界 " + "ß" * 300 + " \u202e end"
     assert sender.say(text)["ok"] is True
     assert listener.wait_for("message")["text"] == text
+
+
+def test_a_flood_is_refused_and_the_sender_recovers(fresh_server, clients, room):
+    server = fresh_server(CHAT_RATE_LIMIT_PER_SECOND="2", CHAT_RATE_LIMIT_BURST="3")
+    sender = clients.join(server.url, room, "sender")
+    listener = clients.join(server.url, room, "listener")
+    assert all(sender.say(f"burst {n}")["ok"] for n in range(3))
+    assert sender.say("one too many") == {"error": "too many messages: at most 2 a second (bursts of 3)"}
+    assert wait_until(lambda: sender.say("later").get("ok"), what="a token to come back") is True
+    received = [listener.wait_for("message")["text"] for _ in range(4)]
+    assert sorted(received) == ["burst 0", "burst 1", "burst 2", "later"]
