@@ -34,6 +34,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 # The master waits this long after SIGTERM before killing workers: our own drain plus a margin.
 graceful_timeout = int(SHUTDOWN_TIMEOUT) + 5
 keepalive = 5
+# TLS straight from Gunicorn, when no proxy in front terminates it.
+certfile = os.environ.get("GUNICORN_CERTFILE") or None
+keyfile = os.environ.get("GUNICORN_KEYFILE") or None
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"

@@ -126,13 +126,28 @@ class Client:
     """A python-socketio client that records every event it receives."""
 
     def __init__(
-        self, url: str, transport: str = "websocket", namespace: str = "/", reconnect: bool = False, **connect: Any
+        self,
+        url: str,
+        transport: str = "websocket",
+        namespace: str = "/",
+        reconnect: bool = False,
+        ca_file: str | None = None,
+        **connect: Any,
     ) -> None:
         self.url = url
         self.namespace = namespace
         self.transports = TRANSPORTS[transport]
         self.connect_options = connect
-        self.sio = socketio.Client(reconnection=reconnect, reconnection_delay=0.2, reconnection_delay_max=1)
+        http = None
+        if ca_file:  # trust this certificate (and not REQUESTS_CA_BUNDLE from the environment)
+            import requests
+
+            http = requests.Session()
+            http.trust_env = False
+            http.verify = ca_file
+        self.sio = socketio.Client(
+            reconnection=reconnect, reconnection_delay=0.2, reconnection_delay_max=1, http_session=http
+        )
         self._events: list[tuple[str, tuple]] = []
         self._taken: set[int] = set()
         self._changed = threading.Condition()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -159,3 +160,23 @@ def test_gunicorn_serves_compressed_cache_busted_static_files(start):
     assert "immutable" in response.headers["Cache-Control"]
     # The modules it imports are cache-busted too, so a deploy never mixes old and new files.
     assert 'from "./view.' in response.text and 'from "./view.js"' not in response.text
+
+
+def test_gunicorn_with_tls_serves_websocket_and_polling(start, tmp_path, clients, room):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server = start("gunicorn", GUNICORN_CERTFILE=str(cert), GUNICORN_KEYFILE=str(key))
+    url = server.url.replace("http://", "https://")
+    # Broadcasts to WebSocket clients must go through TLS too (no raw writes past the SSL layer).
+    listener = clients.join(url, room, "listener", "websocket", ca_file=str(cert))
+    poller = clients.join(url, room, "poller", "polling", ca_file=str(cert))
+    sender = clients.join(url, room, "sender", "websocket", ca_file=str(cert))
+    for number in range(20):
+        assert sender.say(f"secure {number}")["ok"] is True
+    for client in (listener, poller):
+        assert sorted(client.wait_for("message")["text"] for _ in range(20)) == sorted(f"secure {n}" for n in range(20))
