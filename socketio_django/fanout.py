@@ -26,7 +26,6 @@ import gevent.queue
 import socketio
 from engineio import packet as eio_packet
 from engineio.async_drivers.gevent import WebSocketWSGI
-from socketio import packet
 
 from . import metrics
 
@@ -188,8 +187,8 @@ class FanoutManager(socketio.Manager):
             return self._emit_slowly(event, data, namespace, room, skip, callback, **kwargs)
         # As python-socketio does: a tuple is several arguments, None is none.
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-        encoded = self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args]).encode()
-        if isinstance(encoded, list):  # binary attachments
+        encoded = self._encode_event(namespace, [event, *args])
+        if encoded is None:  # binary attachments
             return self._emit_slowly(event, data, namespace, room, skip, callback, **kwargs)
         queued = eio_packet.Packet(eio_packet.MESSAGE, encoded)
         frame = RawBytes(text_frame(("4" + encoded).encode()))
@@ -203,6 +202,19 @@ class FanoutManager(socketio.Manager):
                 self._deliver(engineio_socket, queued, frame)
                 delivered += 1
         metrics.DELIVERED.inc(delivered)
+
+    def _encode_event(self, namespace: str, data: list) -> str | None:
+        """A Socket.IO EVENT packet as python-socketio encodes it; None if ``data`` holds bytes.
+
+        python-socketio first walks the whole payload looking for bytes: for a
+        long list (everyone online in a big room) that walk costs more than
+        the encoding, which fails on bytes anyway.
+        """
+        prefix = "2" if namespace == "/" else f"2{namespace},"
+        try:
+            return prefix + self.server.packet_class.json.dumps(data, separators=(",", ":"))
+        except TypeError:  # bytes (or something JSON cannot hold): python-socketio's own path decides
+            return None
 
     def _emit_slowly(self, event: str, data: Any, namespace: str, room: Any, skip: set, callback: Any, **kwargs: Any):
         """python-socketio's own emit, for acknowledged or binary events."""

@@ -126,3 +126,11 @@ def test_binary_packet_announcing_too_many_attachments_drops_its_sender(bridge_s
     raw.frames_until_closed()
     assert "more than 10 binary attachments" in bridge_server.log()
     assert bystander.call("still here") == {"echoed": "still here", "user": None}
+
+
+def test_binary_payloads_go_through(bridge_server, clients):
+    alice = clients(bridge_server.url, namespace="/echo")
+    bob = clients(bridge_server.url, namespace="/echo")
+    assert alice.call("blob", b"\x00\xffbinary") == {"echoed": "blob", "user": None}
+    assert alice.wait_for("blob") == b"\x00\xffbinary"
+    assert bob.wait_for("seen")["event"] == "blob"
