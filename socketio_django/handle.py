@@ -77,16 +77,13 @@ class SocketHandle:
     def recv(self) -> Message | None:
         """Wait for the client's next event; ``None`` once the client has gone."""
         self._accept()
-        if self._inbox.empty():
-            if self._gone:
-                return None
-            try:
-                # A chatty client's next event comes soon: keep the view's resources for a moment.
-                item = self._inbox.get(timeout=self._server.idle_after)
-            except gevent.queue.Empty:
-                self._server.on_view_idle()
-                item = self._inbox.get()
-        else:
+        if self._gone and self._inbox.empty():
+            return None
+        try:
+            # A chatty client's next event comes soon: keep the view's resources for a moment.
+            item = self._inbox.get(timeout=self._server.idle_after)
+        except gevent.queue.Empty:
+            self._server.on_view_idle()
             item = self._inbox.get()
         if item is _GONE:
             return None
