@@ -16,6 +16,7 @@ from socketio import packet
 from . import fanout, metrics, speedups
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
+from .websocket import EngineSocket
 
 logger = logging.getLogger("socketio_django")
 
@@ -121,6 +122,7 @@ class ViewServer(socketio.Server):
     def _handle_eio_connect(self, eio_sid: str, environ: dict) -> bool | None:
         if self.draining:
             return False  # Engine.IO refuses the handshake; clients retry, elsewhere or later
+        EngineSocket.adopt(self.eio.sockets[eio_sid])
         return super()._handle_eio_connect(eio_sid, environ)
 
     def shutdown_gracefully(self, timeout: float) -> bool:
@@ -200,11 +202,13 @@ class ViewServer(socketio.Server):
         """Called when a view has waited ``idle_after`` seconds for its client, before it waits on.
 
         A connection may stay idle for hours: give its database connection
-        back rather than holding one per connected client.
+        back rather than holding one per connected client, and drop Django's
+        wrapper object too (a few KiB; the next query makes a new one).
         """
         for connection in connections.all(initialized_only=True):
             if not connection.in_atomic_block:  # closing would break the view's transaction
                 connection.close()
+                del connections[connection.alias]
 
     # -- incoming events -------------------------------------------------
 

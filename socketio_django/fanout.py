@@ -1,66 +1,40 @@
-"""Broadcast fast path: encode an event once, frame it once, write the same bytes to every WebSocket.
+"""Broadcast fast path: encode an event once, frame it once, hand the same bytes to every WebSocket.
 
 python-socketio already encodes a broadcast once, then puts it in each
-recipient's queue, where that client's writer greenlet wakes up, frames it
-and sends it: a queue hop, a greenlet switch and a framing per recipient.
-Here, when a WebSocket client's writer is idle, its ready-made frame goes
-straight to the kernel with one non-blocking ``send``; otherwise (the writer
-is busy, the kernel buffer is full, the client still polls) it waits in that
-client's queue behind what is already there, so each client sees its events
-in order. A client whose queue holds ``max_backlog`` packets is too slow to
-follow: it is dropped, with a log line, rather than let it grow the server's
-memory without bound.
+recipient's queue, where that client's writer frames and sends it. Here a
+WebSocket client (:mod:`.websocket`) gets the ready-made frame, written with
+whatever else it gets in this turn of the event loop; a long-polling client
+(or one behind TLS, or still upgrading) gets the packet in its queue, as usual.
+A client with ``max_backlog`` packets waiting is too slow to follow: it is
+dropped, with a log line, rather than let it grow the server's memory without
+bound.
 """
 
 from __future__ import annotations
 
-import _socket
-import contextlib
 import logging
-import socket
-import ssl
-import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent.queue
 import socketio
 from engineio import packet as eio_packet
-from engineio.async_drivers.gevent import WebSocketWSGI
 
 from . import metrics
+from .websocket import frame
+
+if TYPE_CHECKING:
+    from .websocket import WebSocketConnection
 
 logger = logging.getLogger("socketio_django")
 
 
-def text_frame(payload: bytes) -> bytes:
-    """A final, unmasked WebSocket text frame (server to client) carrying ``payload``."""
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x81, length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
-
-
-class RawBytes(bytes):
-    """Bytes already framed for the wire, written to the socket as they are."""
-
-
-class RawPacket(eio_packet.Packet):
-    """An Engine.IO packet whose encoding is :class:`RawBytes`, queued like any other."""
-
-    def __init__(self, raw: RawBytes) -> None:
-        super().__init__(eio_packet.MESSAGE)
-        self.encode_cache = raw
-
-
 class WriterQueue(gevent.queue.JoinableQueue):
-    """An Engine.IO send queue that knows when its writer is idle, and hands out at most 16 packets a batch.
+    """An Engine.IO send queue that can hand its packets to a WebSocket transport, and batches at most 16.
 
-    A batch is one blocking ``get`` and the non-blocking ones after it (engineio's ``Socket.poll``).
-    python-engineio's client refuses a long-polling response of more than 16 packets
+    Once :meth:`attach`-ed, packets go straight to the transport. Otherwise a
+    batch is one blocking ``get`` and the non-blocking ones after it
+    (engineio's ``Socket.poll``): python-engineio's client refuses a
+    long-polling response of more than 16 packets
     (``Payload.max_decode_packets``); the rest wait for the next poll.
     """
 
@@ -68,27 +42,28 @@ class WriterQueue(gevent.queue.JoinableQueue):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.writer_idle = False
         self._batch = 0
-        #: Seconds a long-poll waits after its first packet for more; 0 once a WebSocket writes.
+        #: Seconds a long-poll waits after its first packet for more.
         self.linger = 0.001
-        #: Frames for an idle writer, written together when this turn of the event loop ends.
-        self.pending: list[bytes] = []
+        #: The WebSocket that sends this socket's packets, once it is in charge.
+        self.transport: WebSocketConnection | None = None
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if self.pending:  # they came first: they go first
-            super().put(RawPacket(self.take_pending()))
-        super().put(item, block, timeout)
+        if self.transport is not None:
+            return self.transport.send_packet(item)
+        return super().put(item, block, timeout)
 
-    def take_pending(self) -> RawBytes:
-        """The pending frames as one piece, leaving none pending."""
-        data = RawBytes(b"".join(self.pending))
-        self.pending.clear()
-        return data
+    def attach(self, transport: WebSocketConnection) -> None:
+        """Send what is queued, and from now on every packet, through ``transport``."""
+        while self.qsize():
+            item = super().get(False)
+            self.task_done()
+            transport.send_packet(item)
+        self.transport = transport
 
-    def put_first(self, raw: RawBytes) -> None:
-        """Queue ``raw`` when nothing is queued or pending, so it is the next thing written."""
-        super().put(RawPacket(raw))
+    def backlog(self) -> int:
+        """Packets waiting to be sent."""
+        return self.qsize() + (self.transport.backlog if self.transport is not None else 0)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if not block:
@@ -97,65 +72,18 @@ class WriterQueue(gevent.queue.JoinableQueue):
             self._batch += 1
             return super().get(False)
         self._batch = 1
-        if self.qsize():
+        if self.qsize() or not self.linger:
             return super().get(True, timeout)
-        self.writer_idle = True
-        try:
-            item = super().get(True, timeout)
-        finally:
-            self.writer_idle = False
-        if self.linger:
-            # A long-poll answered at the first packet would often carry just that one; what
-            # the same burst sends a moment later rides along instead of costing another poll.
-            gevent.sleep(self.linger)
+        item = super().get(True, timeout)
+        # A long-poll answered at the first packet would often carry just that one; what
+        # the same burst sends a moment later rides along instead of costing another poll.
+        gevent.sleep(self.linger)
         return item
 
 
-class FrameWebSocket(WebSocketWSGI):
-    """python-engineio's gevent WebSocket, which can also write prebuilt frames."""
-
-    def __call__(self, environ: dict, start_response: Any) -> Any:
-        # The handler is the engineio Socket's bound _websocket_handler: let broadcasts find us.
-        engineio_socket = self.app.__self__
-        engineio_socket.queue.linger = 0
-        connection = environ["wsgi.websocket"].handler.socket
-        # Small frames go out at once: with Nagle's algorithm a frame could wait for the
-        # client's delayed ACK, up to 40 ms on Linux.
-        with contextlib.suppress(OSError):
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if isinstance(connection, ssl.SSLSocket):
-            # Behind TLS (Gunicorn with a certificate) bytes must go through the SSL layer:
-            # no direct writes, the usual Engine.IO path.
-            return super().__call__(environ, start_response)
-        engineio_socket.frame_writer = self
-        try:
-            return super().__call__(environ, start_response)
-        finally:
-            engineio_socket.frame_writer = None
-
-    def send(self, message: Any) -> Any:
-        if isinstance(message, RawBytes):
-            return self._sock.raw_write(message)
-        return super().send(message)
-
-    def write_now(self, data: bytes) -> int:
-        """Write what the kernel takes at once; how many bytes that was (0 if it takes none)."""
-        try:
-            return _socket.socket.send(self._sock.handler.socket._sock, data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except (OSError, AttributeError, TypeError):
-            return len(data)  # the connection is gone; its reader cleans up
-
-    def abort(self) -> None:
-        """Shut the TCP connection down, so a writer blocked on a stalled peer gives up."""
-        with contextlib.suppress(OSError, AttributeError):
-            self._sock.handler.socket.shutdown(socket.SHUT_RDWR)
-
-
 def install(server: socketio.Server) -> None:
-    """Make ``server``'s Engine.IO sockets use :class:`WriterQueue` and :class:`FrameWebSocket`."""
-    server.eio._async = {**server.eio._async, "queue": WriterQueue, "websocket": FrameWebSocket}
+    """Make ``server``'s Engine.IO sockets send through :class:`WriterQueue`."""
+    server.eio._async = {**server.eio._async, "queue": WriterQueue}
 
 
 class FanoutManager(socketio.Manager):
@@ -164,8 +92,6 @@ class FanoutManager(socketio.Manager):
     def __init__(self, max_backlog: int = 1000) -> None:
         super().__init__()
         self.max_backlog = max_backlog
-        # Sockets with frames pending; flushed by one loop callback per turn.
-        self._to_flush: list[Any] = []
 
     def emit(
         self,
@@ -191,7 +117,7 @@ class FanoutManager(socketio.Manager):
         if encoded is None:  # binary attachments
             return self._emit_slowly(event, data, namespace, room, skip, callback, **kwargs)
         queued = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        frame = RawBytes(text_frame(("4" + encoded).encode()))
+        framed = frame(("4" + encoded).encode())
         sockets = self.server.eio.sockets
         delivered = 0
         for sid, eio_sid in self.get_participants(namespace, room):
@@ -199,7 +125,7 @@ class FanoutManager(socketio.Manager):
                 continue
             engineio_socket = sockets.get(eio_sid)
             if engineio_socket is not None and not engineio_socket.closed:
-                self._deliver(engineio_socket, queued, frame)
+                self._deliver(engineio_socket, queued, framed)
                 delivered += 1
         metrics.DELIVERED.inc(delivered)
 
@@ -221,49 +147,14 @@ class FanoutManager(socketio.Manager):
         metrics.DELIVERED.inc(sum(sid not in skip for sid, _ in self.get_participants(namespace, room)))
         return super().emit(event, data, namespace, room=room, skip_sid=list(skip), callback=callback, **kwargs)
 
-    def _deliver(self, engineio_socket: Any, queued: eio_packet.Packet, frame: RawBytes) -> None:
+    def _deliver(self, engineio_socket: Any, queued: eio_packet.Packet, framed: bytes) -> None:
         queue = engineio_socket.queue
-        if (
-            getattr(engineio_socket, "frame_writer", None) is None
-            or not engineio_socket.upgraded
-            or engineio_socket.upgrading
-        ):
-            # Long-polling, or a WebSocket not yet in charge: the usual Engine.IO path.
-            if queue.qsize() >= self.max_backlog:
-                return self._drop(engineio_socket)
+        if queue.backlog() >= self.max_backlog:
+            return self._drop(engineio_socket)
+        if queue.transport is None:
+            # Long-polling, TLS, or a WebSocket still upgrading: the usual Engine.IO path.
             return engineio_socket.send(queued)
-        if queue.pending:
-            queue.pending.append(frame)  # nothing was queued since: still first in line
-        elif queue.writer_idle and not queue.qsize():
-            # Written when this turn of the loop ends, with whatever else this client gets in it.
-            if not self._to_flush:
-                gevent.get_hub().loop.run_callback(self._flush)
-            self._to_flush.append(engineio_socket)
-            queue.pending.append(frame)
-        elif queue.qsize() >= self.max_backlog:
-            self._drop(engineio_socket)
-        else:
-            queue.put(RawPacket(frame))
-        return None
-
-    def _flush(self) -> None:
-        """Write each client's pending frames with one ``send``; what the kernel refuses goes to its writer.
-
-        Runs as a loop callback queued before any writer could be woken for
-        these clients, so the writers are still idle and their queues hold
-        nothing that should come before.
-        """
-        sockets, self._to_flush = self._to_flush, []
-        for engineio_socket in sockets:
-            queue = engineio_socket.queue
-            writer = engineio_socket.frame_writer
-            if not queue.pending or writer is None or engineio_socket.closed:
-                queue.pending.clear()
-                continue
-            data = queue.take_pending()
-            written = writer.write_now(data)
-            if written < len(data):
-                queue.put_first(RawBytes(data[written:]))
+        return queue.transport.write(framed)
 
     def drop_if_backlogged(self, eio_sid: str) -> bool:
         """Drop the client if its send backlog is full (for packets sent outside ``emit``: replies).
@@ -273,17 +164,15 @@ class FanoutManager(socketio.Manager):
         engineio_socket = self.server.eio.sockets.get(eio_sid)
         if engineio_socket is None or engineio_socket.closed:
             return True
-        if engineio_socket.queue.qsize() < self.max_backlog:
+        if engineio_socket.queue.backlog() < self.max_backlog:
             return False
         self._drop(engineio_socket)
         return True
 
     def _drop(self, engineio_socket: Any) -> None:
         metrics.SLOW_CLIENTS.inc()
-        logger.warning(
-            "dropping %s: %d packets waiting, it reads too slowly", engineio_socket.sid, engineio_socket.queue.qsize()
-        )
+        queue = engineio_socket.queue
+        logger.warning("dropping %s: %d packets waiting, it reads too slowly", engineio_socket.sid, queue.backlog())
         engineio_socket.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
-        writer = getattr(engineio_socket, "frame_writer", None)
-        if writer is not None:
-            writer.abort()
+        if queue.transport is not None:
+            queue.transport.abort()
