@@ -360,6 +360,8 @@ class WebSocketConnection:
 
     def abort(self) -> None:
         """Close the connection now, dropping what was not written yet."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self._shutdown()
 
     def _finish(self) -> None:
@@ -368,7 +370,7 @@ class WebSocketConnection:
         self.write(close_frame(CLOSE_NORMAL))
         self.closing = True  # nothing more after the close frame
         self._close_timer = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
-        self._close_timer.start(self._shutdown)
+        self._close_timer.start(self.abort)
         self._forget()
 
     def _lost(self, code: int | None = None) -> None:
@@ -392,8 +394,12 @@ class WebSocketConnection:
             self._close_timer.close()
         self._reading.close()
         self._writing.close()
+        # Read what the client sent last: closing with unread bytes resets the connection, and
+        # the client could lose what was written just before (the close frame).
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            for _ in range(4):
+                if not self.sock.recv(READ_SIZE):
+                    break
         self.sock.close()
 
     def _forget(self) -> None:

@@ -262,10 +262,19 @@ class RawSocket:
                 self.seen.append((data[0], data[1:]))
             return kind, ack_id, data
 
+    def event_packet(self, event: str, *args: Any) -> tuple[str, int]:
+        """An EVENT packet asking for an acknowledgement, and the ack's id (for :meth:`reply_to`)."""
+        ack_id, self.next_ack_id = self.next_ack_id, self.next_ack_id + 1
+        return f"42{self.prefix}{ack_id}" + json.dumps([event, *args]), ack_id
+
     def call(self, event: str, *args: Any) -> Any:
         """Emit ``event`` asking for an acknowledgement; its first argument. Events before it land in ``seen``."""
-        ack_id, self.next_ack_id = self.next_ack_id, self.next_ack_id + 1
-        self.ws.send(f"42{self.prefix}{ack_id}" + json.dumps([event, *args]))
+        packet, ack_id = self.event_packet(event, *args)
+        self.ws.send(packet)
+        return self.reply_to(ack_id)
+
+    def reply_to(self, ack_id: int) -> Any:
+        """The first argument of the acknowledgement ``ack_id``. Events before it land in ``seen``."""
         while True:
             kind, received_id, data = self._next_packet()
             if kind == "3" and received_id == ack_id:
