@@ -13,7 +13,7 @@ import socketio
 from django.db import connections
 from socketio import packet
 
-from . import fanout, metrics, speedups
+from . import metrics, speedups, websocket
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
 from .websocket import EngineSocket
@@ -58,7 +58,7 @@ class ViewServer(socketio.Server):
         if "client_manager" not in options:
             options["client_manager"] = FanoutManager(max_backlog)
         super().__init__(async_mode="gevent", namespaces="*", **options)
-        fanout.install(self)
+        websocket.install(self.eio)
         speedups.install()
         self.view_application = view_application
         self.resource = resource.strip("/")

@@ -13,77 +13,15 @@ bound.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import gevent.queue
 import socketio
 from engineio import packet as eio_packet
 
 from . import metrics
-from .websocket import frame
-
-if TYPE_CHECKING:
-    from .websocket import WebSocketConnection
+from .frames import frame
 
 logger = logging.getLogger("socketio_django")
-
-
-class WriterQueue(gevent.queue.JoinableQueue):
-    """An Engine.IO send queue that can hand its packets to a WebSocket transport, and batches at most 16.
-
-    Once :meth:`attach`-ed, packets go straight to the transport. Otherwise a
-    batch is one blocking ``get`` and the non-blocking ones after it
-    (engineio's ``Socket.poll``): python-engineio's client refuses a
-    long-polling response of more than 16 packets
-    (``Payload.max_decode_packets``); the rest wait for the next poll.
-    """
-
-    max_batch = 16
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._batch = 0
-        #: Seconds a long-poll waits after its first packet for more.
-        self.linger = 0.001
-        #: The WebSocket that sends this socket's packets, once it is in charge.
-        self.transport: WebSocketConnection | None = None
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if self.transport is not None:
-            return self.transport.send_packet(item)
-        return super().put(item, block, timeout)
-
-    def attach(self, transport: WebSocketConnection) -> None:
-        """Send what is queued, and from now on every packet, through ``transport``."""
-        while self.qsize():
-            item = super().get(False)
-            self.task_done()
-            transport.send_packet(item)
-        self.transport = transport
-
-    def backlog(self) -> int:
-        """Packets waiting to be sent."""
-        return self.qsize() + (self.transport.backlog if self.transport is not None else 0)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if not block:
-            if self._batch >= self.max_batch:
-                raise gevent.queue.Empty
-            self._batch += 1
-            return super().get(False)
-        self._batch = 1
-        if self.qsize() or not self.linger:
-            return super().get(True, timeout)
-        item = super().get(True, timeout)
-        # A long-poll answered at the first packet would often carry just that one; what
-        # the same burst sends a moment later rides along instead of costing another poll.
-        gevent.sleep(self.linger)
-        return item
-
-
-def install(server: socketio.Server) -> None:
-    """Make ``server``'s Engine.IO sockets send through :class:`WriterQueue`."""
-    server.eio._async = {**server.eio._async, "queue": WriterQueue}
 
 
 class FanoutManager(socketio.Manager):
@@ -116,16 +54,22 @@ class FanoutManager(socketio.Manager):
         encoded = self._encode_event(namespace, [event, *args])
         if encoded is None:  # binary attachments
             return self._emit_slowly(event, data, namespace, room, skip, callback, **kwargs)
+        recipients = [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip]
+        eio = self.server.eio
+        others, full = eio.websockets.write(recipients, frame(("4" + encoded).encode()), self.max_backlog)
+        for connection in full:
+            self._drop(connection.engineio_socket)
+        delivered = len(recipients) - len(others) - len(full)
+        # Long-polling, TLS, or a WebSocket still upgrading: the usual Engine.IO path.
         queued = eio_packet.Packet(eio_packet.MESSAGE, encoded)
-        framed = frame(("4" + encoded).encode())
-        sockets = self.server.eio.sockets
-        delivered = 0
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if sid in skip:
+        for eio_sid in others:
+            engineio_socket = eio.sockets.get(eio_sid)
+            if engineio_socket is None or engineio_socket.closed:
                 continue
-            engineio_socket = sockets.get(eio_sid)
-            if engineio_socket is not None and not engineio_socket.closed:
-                self._deliver(engineio_socket, queued, framed)
+            if engineio_socket.queue.backlog() >= self.max_backlog:
+                self._drop(engineio_socket)
+            else:
+                engineio_socket.send(queued)
                 delivered += 1
         metrics.DELIVERED.inc(delivered)
 
@@ -146,15 +90,6 @@ class FanoutManager(socketio.Manager):
         """python-socketio's own emit, for acknowledged or binary events."""
         metrics.DELIVERED.inc(sum(sid not in skip for sid, _ in self.get_participants(namespace, room)))
         return super().emit(event, data, namespace, room=room, skip_sid=list(skip), callback=callback, **kwargs)
-
-    def _deliver(self, engineio_socket: Any, queued: eio_packet.Packet, framed: bytes) -> None:
-        queue = engineio_socket.queue
-        if queue.backlog() >= self.max_backlog:
-            return self._drop(engineio_socket)
-        if queue.transport is None:
-            # Long-polling, TLS, or a WebSocket still upgrading: the usual Engine.IO path.
-            return engineio_socket.send(queued)
-        return queue.transport.write(framed)
 
     def drop_if_backlogged(self, eio_sid: str) -> bool:
         """Drop the client if its send backlog is full (for packets sent outside ``emit``: replies).

@@ -22,23 +22,32 @@ import contextlib
 import logging
 import socket
 import ssl
-import struct
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import gevent
+import gevent.queue
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 
 from . import metrics
-from .speedups import unmask
+from .frames import (
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    FrameReader,
+    ProtocolError,
+    close_frame,
+    frame,
+)
 
 logger = logging.getLogger("socketio_django")
 
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-# RFC 6455 close codes.
-CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
 # Messages a client may send ahead of their handling before its socket is no longer read
 # (then the kernel's buffers fill, and TCP slows the client down).
 MAX_UNHANDLED = 32
@@ -49,126 +58,26 @@ READ_SIZE = 65536
 _GONE = object()
 
 
-def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """A final, unmasked WebSocket frame (server to client) carrying ``payload``."""
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x80 | opcode, length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, length)
-    return header + payload
-
-
-def close_frame(code: int) -> bytes:
-    """A close frame carrying status ``code``."""
-    return frame(struct.pack("!H", code), OP_CLOSE)
-
-
-class ProtocolError(Exception):
-    """The client broke RFC 6455; ``code`` is the status its close frame gets."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-class FrameReader:
-    """Turns the bytes a client sends into whole messages (RFC 6455 section 5).
-
-    Client frames must be masked; fragmented messages are reassembled; text is
-    decoded (strictly: invalid UTF-8 is an error); no message may exceed
-    ``max_size`` bytes, which is checked before its payload is buffered.
-    """
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self._buffer = bytearray()
-        self._fragments: list[bytes] = []
-        self._fragments_size = 0
-        self._message_opcode = OP_TEXT
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes | str]]:
-        """The frames ``data`` completes, as ``(opcode, payload)``: control frames, and data messages whole."""
-        buffer = self._buffer
-        buffer += data
-        messages = []
-        offset, end = 0, len(buffer)
-        while end - offset >= 2:
-            first, second = buffer[offset], buffer[offset + 1]
-            if first & 0x70:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits set")
-            if not second & 0x80:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "unmasked client frame")
-            fin, opcode, length, header = first & 0x80, first & 0x0F, second & 0x7F, 2
-            if length == 126:
-                header = 4
-            elif length == 127:
-                header = 10
-            if end - offset < header:
-                break
-            if header > 2:
-                length = int.from_bytes(buffer[offset + 2 : offset + header], "big")
-            if opcode >= OP_CLOSE:
-                if not fin or length > 125:
-                    raise ProtocolError(CLOSE_PROTOCOL_ERROR, "fragmented or long control frame")
-            elif self._fragments_size + length > self.max_size:
-                raise ProtocolError(CLOSE_TOO_BIG, f"message of more than {self.max_size} bytes")
-            start = offset + header + 4
-            if end - start < length:
-                break
-            payload = unmask(buffer[start : start + length], bytes(buffer[start - 4 : start]))
-            offset = start + length
-            message = self._message(bool(fin), opcode, payload)
-            if message is not None:
-                messages.append(message)
-        del buffer[:offset]
-        return messages
-
-    def _message(self, fin: bool, opcode: int, payload: bytearray) -> tuple[int, bytes | str] | None:
-        if opcode >= OP_CLOSE:
-            return opcode, bytes(payload)
-        if opcode == OP_CONTINUATION:
-            if not self._fragments:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame with no message to continue")
-        elif opcode not in (OP_TEXT, OP_BINARY):
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
-        elif self._fragments:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
-        else:
-            self._message_opcode = opcode
-        self._fragments.append(payload)
-        self._fragments_size += len(payload)
-        if not fin:
-            return None
-        data = b"".join(self._fragments)
-        self._fragments.clear()
-        self._fragments_size = 0
-        if self._message_opcode == OP_BINARY:
-            return OP_BINARY, data
-        try:
-            return OP_TEXT, data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ProtocolError(CLOSE_INVALID_DATA, "text that is not UTF-8") from None
-
-
 class _Flusher:
     """Writes the connections that got something during this turn of the event loop, once it ends."""
 
     def __init__(self) -> None:
-        self._connections: list[WebSocketConnection] = []
+        #: Connections with frames waiting and no write watcher: each is here once.
+        self.connections: list[WebSocketConnection] = []
+        self._scheduled = False
 
-    def add(self, connection: WebSocketConnection) -> None:
-        if not self._connections:
+    def schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
             gevent.get_hub().loop.run_callback(self._flush)
-        self._connections.append(connection)
 
     def _flush(self) -> None:
-        connections = self._connections
-        self._connections = []
+        self._scheduled = False
+        connections = self.connections
+        self.connections = []
         for connection in connections:
-            connection.flush()
+            if not connection.closed:
+                connection.write_now()
 
 
 _flusher = _Flusher()
@@ -183,6 +92,22 @@ class WebSocketConnection:
     WebSocket works (Engine.IO's probe) before the socket's packets move to it.
     """
 
+    # Thousands of these are alive at once and the fan-out loop reads them: slots, not dicts.
+    __slots__ = (
+        "engineio_socket",
+        "sock",
+        "out",
+        "probe",
+        "closing",
+        "closed",
+        "_reading",
+        "_writing",
+        "_close_timer",
+        "_frames",
+        "_unhandled",
+        "_handler",
+    )
+
     def __init__(self, engineio_socket: EngineSocket, sock: socket.socket, probing: bool) -> None:
         self.engineio_socket = engineio_socket
         self.sock = _socket.socket(fileno=sock.detach())
@@ -192,9 +117,9 @@ class WebSocketConnection:
         self._writing = loop.io(self.sock.fileno(), 2)
         self._close_timer: Any = None
         self._frames = FrameReader(engineio_socket.server.max_http_buffer_size)
-        # Lists, not deques: an empty deque costs 600 bytes, and most clients have nothing waiting.
-        self._out: list[bytes] = []
-        self._flush_pending = False
+        #: Frames not written yet (the kernel took none of their bytes, or only some).
+        #: Lists, not deques: an empty deque costs 600 bytes, and most clients have nothing waiting.
+        self.out: list[bytes] = []
         self._unhandled: list[Any] = []
         self._handler: gevent.Greenlet | None = None
         #: The upgrade's next step: "probe", then "upgrade"; None once done (or for a direct WebSocket).
@@ -207,19 +132,14 @@ class WebSocketConnection:
 
     # -- writing ---------------------------------------------------------
 
-    @property
-    def backlog(self) -> int:
-        """Frames waiting to be written (the kernel took none of their bytes, or only some)."""
-        return len(self._out)
-
     def write(self, data: bytes) -> None:
         """Send ``data``, one or more frames, when this turn of the event loop ends."""
         if self.closed or self.closing:
             return
-        self._out.append(data)
-        if not self._flush_pending and not self._writing.active:
-            self._flush_pending = True
-            _flusher.add(self)
+        if not self.out and not self._writing.active:
+            _flusher.connections.append(self)
+            _flusher.schedule()
+        self.out.append(data)
 
     def send_packet(self, pkt: eio_packet.Packet | None) -> None:
         """Send an Engine.IO packet; ``None`` (Engine.IO closed the socket) closes the connection after the rest."""
@@ -230,16 +150,9 @@ class WebSocketConnection:
             return self.write(frame(encoded.encode()))
         return self.write(frame(encoded, OP_BINARY))
 
-    def flush(self) -> None:
-        """Write what is waiting, unless a write watcher already waits for the kernel."""
-        self._flush_pending = False
-        if not self._writing.active:
-            self._write()
-
-    def _write(self) -> None:
-        out = self._out
-        if self.closed:
-            return
+    def write_now(self) -> None:
+        """Write what waits, as much as the kernel takes; a write watcher waits to write the rest."""
+        out = self.out
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             try:
@@ -251,7 +164,7 @@ class WebSocketConnection:
             if sent < len(data):
                 self._drop_written(sent)
                 if not self._writing.active:
-                    self._writing.start(self._write)
+                    self._writing.start(self.write_now)
                 return None
             out.clear()
         if self._writing.active:
@@ -262,7 +175,7 @@ class WebSocketConnection:
 
     def _drop_written(self, sent: int) -> None:
         """Forget the first ``sent`` bytes of what waits, keeping the frames' count right."""
-        out = self._out
+        out = self.out
         written = 0
         while len(out[written]) <= sent:
             sent -= len(out[written])
@@ -371,6 +284,7 @@ class WebSocketConnection:
         self.closing = True  # nothing more after the close frame
         self._close_timer = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
         self._close_timer.start(self.abort)
+        self._unregister()
         self._forget()
 
     def _lost(self, code: int | None = None) -> None:
@@ -387,13 +301,14 @@ class WebSocketConnection:
         if self.closed:
             return
         self.closed = True
-        self._out.clear()
+        self.out.clear()
         self._reading.stop()
         self._writing.stop()
         if self._close_timer is not None:
             self._close_timer.close()
         self._reading.close()
         self._writing.close()
+        self._unregister()
         # Read what the client sent last: closing with unread bytes resets the connection, and
         # the client could lose what was written just before (the close frame).
         with contextlib.suppress(OSError):
@@ -402,11 +317,103 @@ class WebSocketConnection:
                     break
         self.sock.close()
 
+    def _unregister(self) -> None:
+        """Take this connection out of the registry: broadcasts no longer reach it."""
+        websockets = self.engineio_socket.server.websockets
+        if websockets.get(self.engineio_socket.sid) is self:
+            del websockets[self.engineio_socket.sid]
+
     def _forget(self) -> None:
         """Remove the closed Engine.IO socket from its server (python-engineio would, when its handler returned)."""
         sockets = self.engineio_socket.server.sockets
         if sockets.get(self.engineio_socket.sid) is self.engineio_socket:
             del sockets[self.engineio_socket.sid]
+
+
+class WebSocketRegistry(dict):
+    """The open :class:`WebSocketConnection` of each Engine.IO socket that has one, by Engine.IO id."""
+
+    def write(
+        self, eio_sids: Iterable[str], data: bytes, max_backlog: int
+    ) -> tuple[list[str], list[WebSocketConnection]]:
+        """Send ``data`` (frames) to each of ``eio_sids`` that has a WebSocket here, when this loop turn ends.
+
+        Returns the ids with no WebSocket here (long-polling, behind TLS, still
+        upgrading), and the connections that already had ``max_backlog`` frames
+        waiting: ``data`` was not added to those.
+        """
+        others: list[str] = []
+        full: list[WebSocketConnection] = []
+        waiting_flush = _flusher.connections
+        for eio_sid in eio_sids:
+            connection = self.get(eio_sid)
+            if connection is None:
+                others.append(eio_sid)
+                continue
+            out = connection.out
+            if not out:
+                if not connection._writing.active:
+                    waiting_flush.append(connection)
+            elif len(out) >= max_backlog:
+                full.append(connection)
+                continue
+            out.append(data)
+        if waiting_flush:
+            _flusher.schedule()
+        return others, full
+
+
+class WriterQueue(gevent.queue.JoinableQueue):
+    """An Engine.IO socket's send queue: hands its packets to a WebSocket once attached; batches of 16.
+
+    Before :meth:`attach`, a batch is one blocking ``get`` and the
+    non-blocking ones after it (engineio's ``Socket.poll``): python-engineio's
+    client refuses a long-polling response of more than 16 packets
+    (``Payload.max_decode_packets``); the rest wait for the next poll.
+    """
+
+    max_batch = 16
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch = 0
+        #: Seconds a long-poll waits after its first packet for more.
+        self.linger = 0.001
+        #: The WebSocket that sends this socket's packets, once it is in charge.
+        self.transport: WebSocketConnection | None = None
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if self.transport is not None:
+            return self.transport.send_packet(item)
+        return super().put(item, block, timeout)
+
+    def attach(self, transport: WebSocketConnection) -> None:
+        """Send what is queued, and from now on every packet, through ``transport``."""
+        while self.qsize():
+            item = super().get(False)
+            self.task_done()
+            transport.send_packet(item)
+        self.transport = transport
+        transport.engineio_socket.server.websockets[transport.engineio_socket.sid] = transport
+
+    def backlog(self) -> int:
+        """Packets waiting to be sent."""
+        return len(self.transport.out) if self.transport is not None else self.qsize()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not block:
+            if self._batch >= self.max_batch:
+                raise gevent.queue.Empty
+            self._batch += 1
+            return super().get(False)
+        self._batch = 1
+        if self.qsize() or not self.linger:
+            return super().get(True, timeout)
+        item = super().get(True, timeout)
+        # A long-poll answered at the first packet would often carry just that one; what
+        # the same burst sends a moment later rides along instead of costing another poll.
+        gevent.sleep(self.linger)
+        return item
 
 
 class EngineSocket(eio_socket.Socket):
@@ -454,3 +461,12 @@ class EngineSocket(eio_socket.Socket):
         # Frees its 8 KiB buffer, which the request's environ (kept by python-socketio) would hold.
         websocket.handler.rfile.close()
         return []
+
+
+def install(engineio_server: Any) -> None:
+    """Serve ``engineio_server``'s WebSocket clients with :class:`WebSocketConnection`.
+
+    Its sockets must be made :class:`EngineSocket` as they are built (see ``EngineSocket.adopt``).
+    """
+    engineio_server._async = {**engineio_server._async, "queue": WriterQueue}
+    engineio_server.websockets = WebSocketRegistry()
