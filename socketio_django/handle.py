@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,6 +69,7 @@ class SocketHandle:
         self._inbox: gevent.queue.Queue = gevent.queue.Queue(maxsize=inbox_size)
         self._gone = False
         self._accepted = False
+        self._last_event_at = -math.inf
         # Set by the view's first call; the server waits on it to answer the client.
         self.accept_requested = gevent.event.Event()
         # Set by the server once the client has been told it is connected.
@@ -79,14 +82,18 @@ class SocketHandle:
         self._accept()
         if self._gone and self._inbox.empty():
             return None
+        # A chatty client's next event comes soon: keep the view's resources until
+        # ``idle_after`` seconds after its last one. A client that has said nothing yet
+        # is not chatty: thousands joining at once must not hold a database connection each.
+        keep_for = self._last_event_at + self._server.idle_after - time.monotonic()
         try:
-            # A chatty client's next event comes soon: keep the view's resources for a moment.
-            item = self._inbox.get(timeout=self._server.idle_after)
+            item = self._inbox.get(block=keep_for > 0, timeout=keep_for)
         except gevent.queue.Empty:
             self._server.on_view_idle()
             item = self._inbox.get()
         if item is _GONE:
             return None
+        self._last_event_at = time.monotonic()
         return item
 
     @property

@@ -100,6 +100,7 @@ class WebSocketConnection:
         "probe",
         "closing",
         "closed",
+        "waiting",
         "_reading",
         "_writing",
         "_close_timer",
@@ -128,6 +129,8 @@ class WebSocketConnection:
         self.closing = False
         #: Nothing is read or written any more; the descriptor is closed.
         self.closed = False
+        #: The kernel's buffer was full: a write watcher waits to write ``out``.
+        self.waiting = False
         self._reading.start(self._on_readable)
 
     # -- writing ---------------------------------------------------------
@@ -136,7 +139,7 @@ class WebSocketConnection:
         """Send ``data``, one or more frames, when this turn of the event loop ends."""
         if self.closed or self.closing:
             return
-        if not self.out and not self._writing.active:
+        if not self.out and not self.waiting:
             _flusher.connections.append(self)
             _flusher.schedule()
         self.out.append(data)
@@ -163,11 +166,13 @@ class WebSocketConnection:
                 return self._lost()
             if sent < len(data):
                 self._drop_written(sent)
-                if not self._writing.active:
+                if not self.waiting:
+                    self.waiting = True
                     self._writing.start(self.write_now)
                 return None
             out.clear()
-        if self._writing.active:
+        if self.waiting:
+            self.waiting = False
             self._writing.stop()
         if self.closing:
             self._shutdown()
@@ -352,7 +357,7 @@ class WebSocketRegistry(dict):
                 continue
             out = connection.out
             if not out:
-                if not connection._writing.active:
+                if not connection.waiting:
                     waiting_flush.append(connection)
             elif len(out) >= max_backlog:
                 full.append(connection)
