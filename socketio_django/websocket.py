@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+import io
 import logging
 import socket
 import ssl
@@ -269,7 +270,7 @@ class WebSocketConnection:
         elif self.probe == "upgrade" and pkt.packet_type == eio_packet.UPGRADE:
             self.probe = None
             socket.upgraded, socket.upgrading = True, False
-            socket.queue.attach(self)
+            socket.attach(self)
         else:
             logger.info("%s: failed WebSocket upgrade, got %r", socket.sid, pkt.encode())
             self._lost(CLOSE_PROTOCOL_ERROR)
@@ -369,41 +370,35 @@ class WebSocketRegistry(dict):
 
 
 class WriterQueue(gevent.queue.JoinableQueue):
-    """An Engine.IO socket's send queue: hands its packets to a WebSocket once attached; batches of 16.
+    """An Engine.IO socket's send queue while it polls: batches of at most 16 packets, a 1 ms linger.
 
-    Before :meth:`attach`, a batch is one blocking ``get`` and the
-    non-blocking ones after it (engineio's ``Socket.poll``): python-engineio's
-    client refuses a long-polling response of more than 16 packets
+    A batch is one blocking ``get`` and the non-blocking ones after it
+    (engineio's ``Socket.poll``): python-engineio's client refuses a
+    long-polling response of more than 16 packets
     (``Payload.max_decode_packets``); the rest wait for the next poll.
     """
 
     max_batch = 16
+    #: Nothing goes around the queue: see :class:`WebSocketQueue`.
+    transport = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batch = 0
         #: Seconds a long-poll waits after its first packet for more.
         self.linger = 0.001
-        #: The WebSocket that sends this socket's packets, once it is in charge.
-        self.transport: WebSocketConnection | None = None
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if self.transport is not None:
-            return self.transport.send_packet(item)
-        return super().put(item, block, timeout)
-
-    def attach(self, transport: WebSocketConnection) -> None:
-        """Send what is queued, and from now on every packet, through ``transport``."""
-        while self.qsize():
-            item = super().get(False)
-            self.task_done()
-            transport.send_packet(item)
-        self.transport = transport
-        transport.engineio_socket.server.websockets[transport.engineio_socket.sid] = transport
 
     def backlog(self) -> int:
         """Packets waiting to be sent."""
-        return len(self.transport.out) if self.transport is not None else self.qsize()
+        return self.qsize()
+
+    def take_all(self) -> list[Any]:
+        """Every packet queued, leaving none."""
+        items = []
+        while self.qsize():
+            items.append(super().get(False))
+            self.task_done()
+        return items
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if not block:
@@ -419,6 +414,30 @@ class WriterQueue(gevent.queue.JoinableQueue):
         # the same burst sends a moment later rides along instead of costing another poll.
         gevent.sleep(self.linger)
         return item
+
+
+class WebSocketQueue:
+    """An Engine.IO socket's send queue once a :class:`WebSocketConnection` is in charge.
+
+    Packets go straight to the connection, which writes them when the loop
+    turn ends. It takes the place of the socket's :class:`WriterQueue` (a
+    few KiB, for every idle client).
+    """
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: WebSocketConnection) -> None:
+        self.transport = transport
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        self.transport.send_packet(item)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Returns at once: what was put is with the connection already."""
+
+    def backlog(self) -> int:
+        """Frames waiting to be written."""
+        return len(self.transport.out)
 
 
 class EngineSocket(eio_socket.Socket):
@@ -441,6 +460,16 @@ class EngineSocket(eio_socket.Socket):
             self.last_ping = time.time()
             self.send(eio_packet.Packet(eio_packet.PING))
 
+    def attach(self, transport: WebSocketConnection) -> None:
+        """Send what is queued, and from now on every packet, through ``transport``."""
+        polling_queue = self.queue
+        self.queue = WebSocketQueue(transport)
+        for item in polling_queue.take_all():
+            transport.send_packet(item)
+        # Ends a poll that would still wait on the old queue (a client should have let it end).
+        polling_queue.put(eio_packet.Packet(eio_packet.NOOP))
+        self.server.websockets[self.sid] = transport
+
     def _upgrade_websocket(self, environ: dict, start_response: Any) -> Any:
         websocket = environ.get("wsgi.websocket")
         connection = getattr(getattr(websocket, "handler", None), "socket", None)
@@ -459,7 +488,9 @@ class EngineSocket(eio_socket.Socket):
             self.connected = self.upgraded = True
         transport = WebSocketConnection(self, connection, probing)
         if not probing:
-            self.queue.attach(transport)
+            self.attach(transport)
+        # The request's environ stays (python-socketio keeps it); what reads the request's body need not.
+        environ["wsgi.input"] = io.BytesIO()
         # Handed over: gevent-websocket must not close it when the request ends.
         websocket.closed = True
         websocket.handler.close_connection = True
