@@ -50,12 +50,27 @@ class FrameReader:
         self._fragments: list[bytes] = []
         self._fragments_size = 0
         self._message_opcode = OP_TEXT
+        #: The first violation, once there is one.
+        self.error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[tuple[int, bytes | str]]:
-        """The frames ``data`` completes, as ``(opcode, payload)``: control frames, and data messages whole."""
+        """The frames ``data`` completes, as ``(opcode, payload)``: control frames, and data messages whole.
+
+        A violation ends the list: what came before it is returned, and the
+        violation is in :attr:`error` (nothing more is read after it).
+        """
+        messages: list[tuple[int, bytes | str]] = []
+        if self.error is not None:
+            return messages
+        self._buffer += data
+        try:
+            self._parse(messages)
+        except ProtocolError as error:
+            self.error = error
+        return messages
+
+    def _parse(self, messages: list[tuple[int, bytes | str]]) -> None:
         buffer = self._buffer
-        buffer += data
-        messages = []
         offset, end = 0, len(buffer)
         while end - offset >= 2:
             first, second = buffer[offset], buffer[offset + 1]
@@ -73,8 +88,12 @@ class FrameReader:
             if header > 2:
                 length = int.from_bytes(buffer[offset + 2 : offset + header], "big")
             if opcode >= OP_CLOSE:
+                if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
+                    raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode}")
                 if not fin or length > 125:
                     raise ProtocolError(CLOSE_PROTOCOL_ERROR, "fragmented or long control frame")
+                if opcode == OP_CLOSE and length == 1:
+                    raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close frame with half a status code")
             elif self._fragments_size + length > self.max_size:
                 raise ProtocolError(CLOSE_TOO_BIG, f"message of more than {self.max_size} bytes")
             start = offset + header + 4
@@ -86,7 +105,6 @@ class FrameReader:
             if message is not None:
                 messages.append(message)
         del buffer[:offset]
-        return messages
 
     def _message(self, fin: bool, opcode: int, payload: bytearray) -> tuple[int, bytes | str] | None:
         if opcode >= OP_CLOSE:

@@ -29,6 +29,7 @@ from typing import Any
 
 import gevent
 import gevent.queue
+import gevent.ssl
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
@@ -42,7 +43,6 @@ from .frames import (
     OP_PING,
     OP_PONG,
     FrameReader,
-    ProtocolError,
     close_frame,
     frame,
 )
@@ -55,6 +55,8 @@ MAX_UNHANDLED = 32
 # Seconds a closing connection has to write what it still owes its client.
 CLOSE_TIMEOUT = 5.0
 READ_SIZE = 65536
+# Bytes joined for one send when many frames wait: about what a socket buffer takes at once.
+WRITE_CHUNK = 256 * 1024
 # Handed to a connection's handler after the last message: the client has gone.
 _GONE = object()
 
@@ -104,7 +106,7 @@ class WebSocketConnection:
         "waiting",
         "_reading",
         "_writing",
-        "_close_timer",
+        "_deadline",
         "_frames",
         "_unhandled",
         "_handler",
@@ -117,7 +119,8 @@ class WebSocketConnection:
         loop = gevent.get_hub().loop
         self._reading = loop.io(self.sock.fileno(), 1)
         self._writing = loop.io(self.sock.fileno(), 2)
-        self._close_timer: Any = None
+        #: A timer: the end of the upgrade probe, then of the close.
+        self._deadline: Any = None
         self._frames = FrameReader(engineio_socket.server.max_http_buffer_size)
         #: Frames not written yet (the kernel took none of their bytes, or only some).
         #: Lists, not deques: an empty deque costs 600 bytes, and most clients have nothing waiting.
@@ -133,6 +136,9 @@ class WebSocketConnection:
         #: The kernel's buffer was full: a write watcher waits to write ``out``.
         self.waiting = False
         self._reading.start(self._on_readable)
+        if probing:
+            self._deadline = loop.timer(engineio_socket.server.ping_timeout)
+            self._deadline.start(self._probe_expired)
 
     # -- writing ---------------------------------------------------------
 
@@ -157,8 +163,9 @@ class WebSocketConnection:
     def write_now(self) -> None:
         """Write what waits, as much as the kernel takes; a write watcher waits to write the rest."""
         out = self.out
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
+        while out:
+            count = len(out) if len(out) <= 16 else self._chunk_count()
+            data = out[0] if count == 1 else b"".join(out[:count])
             try:
                 sent = self.sock.send(data)
             except (BlockingIOError, InterruptedError):
@@ -170,14 +177,28 @@ class WebSocketConnection:
                 if not self.waiting:
                     self.waiting = True
                     self._writing.start(self.write_now)
+                    # A client that does not read is not read either: its pings and
+                    # packets would pile up answers here instead of in its TCP window.
+                    self._reading.stop()
                 return None
-            out.clear()
+            del out[:count]
         if self.waiting:
             self.waiting = False
             self._writing.stop()
+            self._resume_reading()
         if self.closing:
             self._shutdown()
         return None
+
+    def _chunk_count(self) -> int:
+        """How many of the waiting frames make up about ``WRITE_CHUNK`` bytes (at least one)."""
+        count = size = 0
+        for data in self.out:
+            count += 1
+            size += len(data)
+            if size >= WRITE_CHUNK:
+                break
+        return count
 
     def _drop_written(self, sent: int) -> None:
         """Forget the first ``sent`` bytes of what waits, keeping the frames' count right."""
@@ -201,20 +222,24 @@ class WebSocketConnection:
             data = b""
         if not data:
             return self._lost()
-        try:
-            messages = self._frames.feed(data)
-        except ProtocolError as error:
-            metrics.MALFORMED.inc()
-            logger.warning("closing WebSocket of %s: %s", self.engineio_socket.sid, error)
-            return self._lost(error.code)
-        for opcode, payload in messages:
+        for opcode, payload in self._frames.feed(data):
             if opcode == OP_PING:
                 self.write(frame(payload, OP_PONG))
             elif opcode == OP_CLOSE:
                 return self._lost(CLOSE_NORMAL)
             elif opcode != OP_PONG:
                 self._hand_over(payload)
+        error = self._frames.error
+        if error is not None:
+            metrics.MALFORMED.inc()
+            logger.warning("closing WebSocket of %s: %s", self.engineio_socket.sid, error)
+            return self._lost(error.code)
         return None
+
+    def _resume_reading(self) -> None:
+        """Read the client again, unless its answers or its messages still wait."""
+        if not (self.closed or self.waiting or self._reading.active or len(self._unhandled) >= MAX_UNHANDLED):
+            self._reading.start(self._on_readable)
 
     def _hand_over(self, item: Any) -> None:
         """Queue ``item`` for the handler greenlet, starting one if none runs."""
@@ -230,8 +255,7 @@ class WebSocketConnection:
                 self._handle(self._unhandled.pop(0))
         finally:
             self._handler = None
-            if not self.closed and not self._reading.active:
-                self._reading.start(self._on_readable)
+            self._resume_reading()
 
     def _handle(self, item: Any) -> None:
         socket = self.engineio_socket
@@ -263,12 +287,16 @@ class WebSocketConnection:
     def _upgrade(self, pkt: eio_packet.Packet) -> None:
         """Engine.IO's upgrade handshake: PING "probe", PONG "probe", then UPGRADE."""
         socket = self.engineio_socket
-        if self.probe == "probe" and pkt.packet_type == eio_packet.PING and pkt.data == "probe":
+        if socket.upgraded or socket.closed:  # another WebSocket won, or the client has gone
+            self._lost(CLOSE_PROTOCOL_ERROR)
+        elif self.probe == "probe" and pkt.packet_type == eio_packet.PING and pkt.data == "probe":
             self.write(frame(eio_packet.Packet(eio_packet.PONG, data="probe").encode().encode()))
             socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # answers the pending poll
             self.probe = "upgrade"
         elif self.probe == "upgrade" and pkt.packet_type == eio_packet.UPGRADE:
             self.probe = None
+            self._deadline.close()
+            self._deadline = None
             socket.upgraded, socket.upgrading = True, False
             socket.attach(self)
         else:
@@ -276,6 +304,10 @@ class WebSocketConnection:
             self._lost(CLOSE_PROTOCOL_ERROR)
 
     # -- closing ---------------------------------------------------------
+
+    def _probe_expired(self) -> None:
+        logger.info("%s: WebSocket upgrade not completed in time", self.engineio_socket.sid)
+        self._lost(CLOSE_PROTOCOL_ERROR)
 
     def abort(self) -> None:
         """Close the connection now, dropping what was not written yet."""
@@ -288,8 +320,10 @@ class WebSocketConnection:
             return
         self.write(close_frame(CLOSE_NORMAL))
         self.closing = True  # nothing more after the close frame
-        self._close_timer = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
-        self._close_timer.start(self.abort)
+        if self._deadline is not None:
+            self._deadline.close()
+        self._deadline = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
+        self._deadline.start(self.abort)
         self._unregister()
         self._forget()
 
@@ -297,9 +331,9 @@ class WebSocketConnection:
         """The client left or broke the protocol: close now, then tell Engine.IO (after what it sent before)."""
         if self.closed:
             return
-        if code is not None:
+        if code is not None and not self.waiting:  # after half a frame, a close frame would garble both
             with contextlib.suppress(OSError):
-                self.sock.send(close_frame(code))
+                self.sock.send(b"".join([*self.out, close_frame(code)]))
         self._shutdown()
         self._hand_over(_GONE)
 
@@ -310,8 +344,8 @@ class WebSocketConnection:
         self.out.clear()
         self._reading.stop()
         self._writing.stop()
-        if self._close_timer is not None:
-            self._close_timer.close()
+        if self._deadline is not None:
+            self._deadline.close()
         self._reading.close()
         self._writing.close()
         self._unregister()
@@ -435,6 +469,13 @@ class WebSocketQueue:
     def join(self, timeout: float | None = None) -> None:
         """Returns at once: what was put is with the connection already."""
 
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Nothing waits here (for a poll that was still waiting when the WebSocket took over)."""
+        raise gevent.queue.Empty
+
+    def task_done(self) -> None:
+        """Nothing to count."""
+
     def backlog(self) -> int:
         """Frames waiting to be written."""
         return len(self.transport.out)
@@ -478,7 +519,7 @@ class EngineSocket(eio_socket.Socket):
             # client's delayed ACK, up to 40 ms on Linux.
             with contextlib.suppress(OSError):
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if connection is None or self.upgraded or isinstance(connection, ssl.SSLSocket):
+        if connection is None or self.upgraded or isinstance(connection, (ssl.SSLSocket, gevent.ssl.SSLSocket)):
             self.queue.linger = 0
             return super()._upgrade_websocket(environ, start_response)
         probing = self.connected

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import socket
 import struct
 import time
 
@@ -95,6 +97,8 @@ VIOLATIONS = {
     "reserved bits": (client_frame(b"42[]", rsv=0b100), 1002),
     "unknown opcode": (client_frame(b"42[]", opcode=0x3), 1002),
     "continuation of nothing": (client_frame(b"42[]", opcode=0x0), 1002),
+    "reserved control opcode": (client_frame(b"", opcode=0xB), 1002),
+    "close frame with half a status code": (client_frame(b"\x03", opcode=0x8), 1002),
     "fragmented ping": (client_frame(b"x", opcode=0x9, fin=False), 1002),
     "long ping": (client_frame(b"x" * 126, opcode=0x9), 1002),
     "new message inside a fragmented one": (client_frame(b"4", fin=False) + client_frame(b"2[]"), 1002),
@@ -135,3 +139,30 @@ def test_failed_upgrade_leaves_the_client_polling(server):
         assert time.monotonic() < deadline, packets
         packets += http.get(polling, timeout=WAIT).text.split("\x1e")
     assert '42/echo,["shout"]' in packets
+
+
+def test_messages_before_a_violation_are_still_handled(server, clients, echo):
+    bystander = clients(server.url, namespace="/echo")
+    packet, _ = echo.event_packet("last words")
+    echo.ws.sock.sendall(client_frame(packet.encode()) + client_frame(b"42[]", opcode=0x3))
+    assert close_code(echo.ws) == 1002
+    assert bystander.wait_for("seen")["event"] == "last words"
+
+
+def test_client_that_sends_without_reading_is_read_no_further(server, clients):
+    """Pings (each answered) from a client that never reads: TCP slows it down, not the server's memory."""
+    bystander = clients(server.url, namespace="/echo")
+    raw = RawSocket(server.url, namespace="/echo")
+    raw.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    pings = client_frame(b"x" * 125, opcode=0x9) * 500
+    raw.ws.sock.setblocking(False)
+    sent, limit = 0, 200 * 1024 * 1024  # the server would answer this many pings with as many bytes of pongs
+    while sent < limit:
+        try:
+            sent += raw.ws.sock.send(pings[sent % len(pings) :])  # whole frames, in order
+        except BlockingIOError:
+            # The server no longer reads: the socket stays full.
+            if not select.select([], [raw.ws.sock], [], 2)[1]:
+                break
+    assert sent < limit
+    assert bystander.call("shout") == {"echoed": "shout", "user": None}
