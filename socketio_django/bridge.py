@@ -199,7 +199,7 @@ class ViewServer(socketio.Server):
         return view_environ
 
     def on_view_idle(self) -> None:
-        """Called when a view has waited ``idle_after`` seconds for its client, before it waits on.
+        """Called when a view waits for a client that has sent nothing for ``idle_after`` seconds (or at all).
 
         A connection may stay idle for hours: give its database connection
         back rather than holding one per connected client, and drop Django's

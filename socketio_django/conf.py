@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_INBOX_SIZE": 100,
     # Packets waiting to be sent to one client; past that it is too slow to follow and is dropped.
     "SOCKETIO_MAX_BACKLOG": 1000,
-    # Seconds a view waits for its client before it gives back its database connection.
+    # Seconds after a client's last event that its waiting view keeps its database connection.
     "SOCKETIO_IDLE_AFTER": 1.0,
     # Seconds a view may take before it accepts or refuses a connection.
     "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
