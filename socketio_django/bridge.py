@@ -50,6 +50,7 @@ class ViewServer(socketio.Server):
         accept_timeout: float = 30.0,
         max_backlog: int = 1000,
         idle_after: float = 1.0,
+        max_clients: int | None = None,
         **options: Any,
     ) -> None:
         # Handlers only queue work for the view greenlet, so they run in the
@@ -65,6 +66,7 @@ class ViewServer(socketio.Server):
         self.inbox_size = inbox_size
         self.accept_timeout = accept_timeout
         self.idle_after = idle_after
+        self.max_clients = max_clients
         self.handles: dict[str, SocketHandle] = {}
         self.views = gevent.pool.Group()
         #: Set by shutdown(): new connections are turned away.
@@ -122,6 +124,12 @@ class ViewServer(socketio.Server):
     def _handle_eio_connect(self, eio_sid: str, environ: dict) -> bool | None:
         if self.draining:
             return False  # Engine.IO refuses the handshake; clients retry, elsewhere or later
+        # An idle WebSocket holds no request greenlet, so a WSGI server's own connection limit
+        # (Gunicorn's worker_connections) does not count it: this is the bound.
+        if self.max_clients is not None and len(self.eio.sockets) > self.max_clients:
+            metrics.REFUSED.inc()
+            logger.warning("refused a new client: SOCKETIO_MAX_CLIENTS (%d) reached", self.max_clients)
+            return False
         EngineSocket.adopt(self.eio.sockets[eio_sid])
         return super()._handle_eio_connect(eio_sid, environ)
 

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_IDLE_AFTER": 1.0,
     # Seconds a view may take before it accepts or refuses a connection.
     "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
+    # Clients one process serves at most (None: no limit); past it, new handshakes are refused.
+    "SOCKETIO_MAX_CLIENTS": None,
     # Seconds a graceful shutdown (SIGTERM) may take before what still runs is cut short.
     "SOCKETIO_SHUTDOWN_TIMEOUT": 10.0,
 }
@@ -43,6 +45,7 @@ def server_options() -> dict[str, Any]:
         "accept_timeout": setting("SOCKETIO_ACCEPT_TIMEOUT"),
         "max_backlog": setting("SOCKETIO_MAX_BACKLOG"),
         "idle_after": setting("SOCKETIO_IDLE_AFTER"),
+        "max_clients": setting("SOCKETIO_MAX_CLIENTS"),
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins

@@ -180,3 +180,18 @@ def test_gunicorn_with_tls_serves_websocket_and_polling(start, tmp_path, clients
         assert sender.say(f"secure {number}")["ok"] is True
     for client in (listener, poller):
         assert sorted(client.wait_for("message")["text"] for _ in range(20)) == sorted(f"secure {n}" for n in range(20))
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_max_clients_turns_away_clients_past_the_limit(fresh_server, clients, transport):
+    server = fresh_server(SOCKETIO_MAX_CLIENTS="2")
+    first = clients(server.url, transport, namespace="/echo")
+    clients(server.url, transport, namespace="/echo")
+
+    assert clients(server.url, transport, connect=False, namespace="/echo").try_connect() is not None
+    assert "SOCKETIO_MAX_CLIENTS (2) reached" in server.log()
+    assert first.call("shout") == {"echoed": "shout", "user": None}
+
+    first.close()
+    wait_until(lambda: requests.get(server.url + "/healthz", timeout=10).json()["clients"] == 1, what="first gone")
+    assert clients(server.url, transport, connect=False, namespace="/echo").try_connect() is None
