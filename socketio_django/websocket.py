@@ -385,6 +385,8 @@ class WebSocketRegistry(dict):
         others: list[str] = []
         full: list[WebSocketConnection] = []
         waiting_flush = _flusher.connections
+        # WebSocketConnection.write, inlined: this loop runs once per recipient of every broadcast.
+        # Registered connections are open (closing ones leave the registry), so no state check.
         for eio_sid in eio_sids:
             connection = self.get(eio_sid)
             if connection is None:
