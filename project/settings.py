@@ -98,6 +98,10 @@ SOCKETIO_MAX_PAYLOAD = int(os.environ.get("SOCKETIO_MAX_PAYLOAD", 64 * 1024))
 SOCKETIO_MAX_BACKLOG = int(os.environ.get("SOCKETIO_MAX_BACKLOG", 1000))
 SOCKETIO_SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
 SOCKETIO_IDLE_AFTER = float(os.environ.get("SOCKETIO_IDLE_AFTER", 1))
+# Several processes or hosts: one Redis carries broadcasts and presence between them.
+REDIS_URL = os.environ.get("REDIS_URL") or None
+SOCKETIO_REDIS_URL = REDIS_URL
+SOCKETIO_REDIS_HEALTH_INTERVAL = float(os.environ.get("SOCKETIO_REDIS_HEALTH_INTERVAL", 5))
 SOCKETIO_MAX_CLIENTS = int(os.environ["SOCKETIO_MAX_CLIENTS"]) if os.environ.get("SOCKETIO_MAX_CLIENTS") else None
 
 # Chat app.
@@ -106,6 +110,10 @@ CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", 1000))
 # Per connection: bursts of CHAT_RATE_LIMIT_BURST messages, refilled at CHAT_RATE_LIMIT_PER_SECOND (0: no limit).
 CHAT_RATE_LIMIT_PER_SECOND = float(os.environ.get("CHAT_RATE_LIMIT_PER_SECOND", 5))
 CHAT_RATE_LIMIT_BURST = int(os.environ.get("CHAT_RATE_LIMIT_BURST", 30))
+# With Redis, who is online is shared by every process; a process that stops renewing its
+# entries for CHAT_PRESENCE_TTL seconds (it died) has its users taken off the lists.
+CHAT_REDIS_URL = REDIS_URL
+CHAT_PRESENCE_TTL = float(os.environ.get("CHAT_PRESENCE_TTL", 15))
 
 LOGGING = {
     "version": 1,

@@ -13,9 +13,10 @@ import socketio
 from django.db import connections
 from socketio import packet
 
-from . import metrics, speedups, websocket
+from . import metrics, sessions, speedups, websocket
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
+from .redis_fanout import RedisFanoutManager
 from .websocket import EngineSocket
 
 logger = logging.getLogger("socketio_django")
@@ -51,14 +52,21 @@ class ViewServer(socketio.Server):
         max_backlog: int = 1000,
         idle_after: float = 1.0,
         max_clients: int | None = None,
+        redis_url: str | None = None,
+        redis_health_interval: float = 5.0,
         **options: Any,
     ) -> None:
         # Handlers only queue work for the view greenlet, so they run in the
         # reader's greenlet: no greenlet spawned per incoming event.
         options.setdefault("async_handlers", False)
         if "client_manager" not in options:
-            options["client_manager"] = FanoutManager(max_backlog)
+            options["client_manager"] = (
+                RedisFanoutManager(redis_url, max_backlog, health_interval=redis_health_interval)
+                if redis_url
+                else FanoutManager(max_backlog)
+            )
         super().__init__(async_mode="gevent", namespaces="*", **options)
+        sessions.install(self.eio)
         websocket.install(self.eio)
         speedups.install()
         self.view_application = view_application

@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
     # Clients one process serves at most (None: no limit); past it, new handshakes are refused.
     "SOCKETIO_MAX_CLIENTS": None,
+    # Redis shared by every process and host of the chat (None: this process alone, no Redis needed).
+    "SOCKETIO_REDIS_URL": None,
+    # Seconds of silence after which the Redis subscriber pings; twice that unanswered, it reconnects.
+    "SOCKETIO_REDIS_HEALTH_INTERVAL": 5.0,
     # Seconds a graceful shutdown (SIGTERM) may take before what still runs is cut short.
     "SOCKETIO_SHUTDOWN_TIMEOUT": 10.0,
 }
@@ -46,6 +50,8 @@ def server_options() -> dict[str, Any]:
         "max_backlog": setting("SOCKETIO_MAX_BACKLOG"),
         "idle_after": setting("SOCKETIO_IDLE_AFTER"),
         "max_clients": setting("SOCKETIO_MAX_CLIENTS"),
+        "redis_url": setting("SOCKETIO_REDIS_URL"),
+        "redis_health_interval": setting("SOCKETIO_REDIS_HEALTH_INTERVAL"),
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins

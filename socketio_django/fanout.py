@@ -44,9 +44,6 @@ class FanoutManager(socketio.Manager):
     ) -> None:
         room = to or room
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
-        # Clients whose view has not accepted them yet are in the namespace's rooms already:
-        # they must not hear anything before their CONNECT (they may yet be refused).
-        skip.update(self.pending_connect.get(namespace, ()))
         if callback or namespace not in self.rooms:
             return self._emit_slowly(event, data, namespace, room, skip, callback, **kwargs)
         # As python-socketio does: a tuple is several arguments, None is none.
@@ -54,6 +51,13 @@ class FanoutManager(socketio.Manager):
         encoded = self._encode_event(namespace, [event, *args])
         if encoded is None:  # binary attachments
             return self._emit_slowly(event, data, namespace, room, skip, callback, **kwargs)
+        return self.deliver_encoded(namespace, room, skip, encoded)
+
+    def deliver_encoded(self, namespace: str, room: Any, skip: set, encoded: str) -> None:
+        """Send an encoded Socket.IO packet to this process's clients of ``room`` but those in ``skip``."""
+        # Clients whose view has not accepted them yet are in the namespace's rooms already:
+        # they must not hear anything before their CONNECT (they may yet be refused).
+        skip.update(self.pending_connect.get(namespace, ()))
         recipients = [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip]
         eio = self.server.eio
         others, full = eio.websockets.write(recipients, frame(("4" + encoded).encode()), self.max_backlog)
@@ -88,6 +92,7 @@ class FanoutManager(socketio.Manager):
 
     def _emit_slowly(self, event: str, data: Any, namespace: str, room: Any, skip: set, callback: Any, **kwargs: Any):
         """python-socketio's own emit, for acknowledged or binary events."""
+        skip.update(self.pending_connect.get(namespace, ()))
         metrics.DELIVERED.inc(sum(sid not in skip for sid, _ in self.get_participants(namespace, room)))
         return super().emit(event, data, namespace, room=room, skip_sid=list(skip), callback=callback, **kwargs)
 

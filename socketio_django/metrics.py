@@ -10,3 +10,8 @@ DELIVERED = Counter("socketio_events_delivered_total", "Events sent to clients, 
 MALFORMED = Counter("socketio_malformed_packets_total", "Packets that could not be decoded; their sender is dropped")
 DISCONNECTS = Counter("socketio_disconnects_total", "Clients that left, by reason", ["reason"])
 SLOW_CLIENTS = Counter("socketio_slow_clients_dropped_total", "Clients dropped because their send backlog was full")
+REDIS_CONNECTED = Gauge("socketio_redis_subscriber_connected", "1 while this process's Redis subscriber is connected")
+REDIS_RECONNECTS = Counter("socketio_redis_connection_losses_total", "Times the Redis subscriber lost its connection")
+REDIS_PUBLISH_FAILURES = Counter(
+    "socketio_redis_publish_failures_total", "Emits Redis did not take (delivered locally)"
+)

@@ -1,0 +1,273 @@
+"""Broadcasts across processes and hosts through Redis pub/sub, with one channel per room.
+
+What :class:`RedisFanoutManager` owns: publishing every emit for a room (or a
+namespace, or a client of another process) to Redis, subscribing this
+process to the channels of the rooms it has clients in, and handing what
+arrives to :class:`.FanoutManager`'s local fast path (framed once for all of
+this process's recipients). It leaves rooms and local delivery to
+:mod:`.fanout`, and session ids to :mod:`.sessions`.
+
+Why not python-socketio's ``RedisManager``: it delivers to its own clients
+first and publishes afterwards, so two processes emitting to one room at
+once show their clients different orders; and it publishes every room on one
+channel that every process decodes. Here a room's emits are delivered only
+as they come back from Redis, which orders each channel: every client of a
+room sees its messages in the same order, whichever process sent them. A
+process not subscribed to a room's channel never receives its traffic.
+
+When Redis cannot be reached, an emit is delivered to this process's clients
+(and is missed by the others); the subscriber reconnects by itself, and a
+subscriber connection that goes silent (a half-open TCP connection, a
+stopped server) is found by pinging it and replaced.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import gevent
+import gevent.event
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from socketio import packet
+
+from . import metrics, sessions
+from .fanout import FanoutManager
+
+logger = logging.getLogger("socketio_django")
+
+# Seconds a client's join waits for its room's subscription to be confirmed: messages sent
+# after the join (and after the history the view reads next) must not be missed.
+SUBSCRIBE_TIMEOUT = 2.0
+# Seconds of backoff between attempts to reach Redis again, doubling up to the second figure.
+RECONNECT_DELAYS = (0.1, 5.0)
+# Seconds during which emits stay local after a publish failed, rather than wait for Redis each time.
+PUBLISH_PAUSE = 1.0
+
+
+class RedisFanoutManager(FanoutManager):
+    """A client manager whose emits reach the clients of every process sharing one Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        max_backlog: int = 1000,
+        *,
+        prefix: str = "socketio",
+        health_interval: float = 5.0,
+        socket_timeout: float = 2.0,
+    ) -> None:
+        super().__init__(max_backlog)
+        self.url = url
+        self.prefix = prefix
+        #: Seconds of silence after which the subscriber pings Redis; twice that without an answer, it reconnects.
+        self.health_interval = health_interval
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=Retry(NoBackoff(), 0)
+        )
+        #: channel -> its confirmation, for every channel this process should be subscribed to.
+        self._channels: dict[bytes, gevent.event.Event] = {}
+        self._pubsub: Any = None
+        self._listener: gevent.Greenlet | None = None
+        #: When the subscriber lost Redis (None while connected), and whether its current attempt got through.
+        self._lost_since: float | None = None
+        self._connected = False
+        self._publish_paused_until = 0.0
+        self.own_channel = self._channel_name(f"#{sessions.process_token()}")
+        self._channels[self.own_channel] = gevent.event.Event()
+
+    def initialize(self) -> None:
+        super().initialize()
+        if self._listener is None:
+            self._listener = gevent.spawn(self._listen_forever)
+
+    # -- emitting --------------------------------------------------------
+
+    def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if callback or (isinstance(room, str) and self.is_sid_room(namespace, room)):
+            # One client of this process (or an emit waiting for its ack): nothing to share.
+            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs)
+        skip = skip_sid if isinstance(skip_sid, list) else [] if skip_sid is None else [skip_sid]
+        args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        encoded, attachments = self._encode_for_redis(namespace, [event, *args])
+        for target in room if isinstance(room, (list, tuple)) else [room]:
+            header = json.dumps([namespace, target, skip, len(attachments)]).encode()
+            message = b"\n".join([header, encoded, *attachments])
+            if not self._publish(self._channel_for(namespace, target), message):
+                super().emit(event, data, namespace, room=target, skip_sid=skip_sid, **kwargs)
+
+    def _encode_for_redis(self, namespace: str, data: list) -> tuple[bytes, list[bytes]]:
+        """The Socket.IO packet as text, and its binary attachments in base64."""
+        encoded = self._encode_event(namespace, data)
+        if encoded is not None:
+            return encoded.encode(), []
+        text, *attachments = self.server.packet_class(packet.EVENT, namespace=namespace, data=data).encode()
+        return text.encode(), [base64.b64encode(attachment) for attachment in attachments]
+
+    def _publish(self, channel: bytes, message: bytes) -> bool:
+        """Publish ``message``; False if Redis could not take it (then the caller delivers locally)."""
+        if time.monotonic() < self._publish_paused_until:
+            return False
+        try:
+            self.redis.publish(channel, message)
+        except (redis.RedisError, OSError) as error:
+            metrics.REDIS_PUBLISH_FAILURES.inc()
+            if not self._publish_paused_until:
+                logger.warning("Redis unreachable (%s): emits reach this process's clients only", error)
+            self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE
+            return False
+        if self._publish_paused_until:
+            self._publish_paused_until = 0.0
+            logger.warning("Redis reachable again: emits reach every process")
+        return True
+
+    # -- channels --------------------------------------------------------
+
+    def _channel_name(self, suffix: str) -> bytes:
+        return f"{self.prefix}:{suffix}".encode()
+
+    def _channel_for(self, namespace: str, room: Any) -> bytes:
+        """The channel of ``room`` (None: the whole namespace), or of the process owning that client."""
+        owner = sessions.owner_of(room)
+        if owner is not None:
+            return self._channel_name(f"#{owner}")
+        return self._channel_name(f"{namespace}" if room is None else f"{namespace}:{room}")
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        first = room != sid and room not in self.rooms.get(namespace, {})
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if first:
+            self._subscribe(self._channel_for(namespace, room))
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        if room != sid and room not in self.rooms.get(namespace, {}):
+            channel = self._channel_for(namespace, room)
+            if self._channels.pop(channel, None) is not None and self._pubsub is not None:
+                self._command(self._pubsub.unsubscribe, channel)
+
+    def _subscribe(self, channel: bytes) -> None:
+        """Subscribe to ``channel`` and wait (briefly) until Redis confirms it."""
+        if channel in self._channels:
+            return
+        confirmed = self._channels[channel] = gevent.event.Event()
+        if self._pubsub is not None:
+            self._command(self._pubsub.subscribe, channel)
+        # Otherwise the subscriber is connecting and subscribes to it too. During an outage
+        # nobody waits: the subscriber subscribes to every channel once it is back.
+        if self._lost_since is None and gevent.getcurrent() is not self._listener:
+            confirmed.wait(SUBSCRIBE_TIMEOUT)
+
+    def _command(self, command: Any, *args: Any) -> bool:
+        try:
+            command(*args)
+            return True
+        except (redis.RedisError, OSError):
+            return False  # the listener notices the broken connection and starts again
+
+    # -- listening -------------------------------------------------------
+
+    def _listen_forever(self) -> None:
+        delay = RECONNECT_DELAYS[0]
+        while True:
+            self._connected = False
+            try:
+                self._listen()
+            except (redis.RedisError, OSError, _Silent) as error:
+                if self._lost_since is None:
+                    self._lost_since = time.monotonic()
+                    metrics.REDIS_RECONNECTS.inc()
+                    logger.warning("Redis subscriber connection lost (%s): reconnecting", error)
+            finally:
+                self._close_pubsub()
+            delay = RECONNECT_DELAYS[0] if self._connected else min(delay * 2, RECONNECT_DELAYS[1])
+            gevent.sleep(delay)
+
+    def _listen(self) -> None:
+        pubsub = self.redis.pubsub()
+        for confirmed in self._channels.values():
+            confirmed.clear()
+        channels = list(self._channels)
+        pubsub.subscribe(*channels)
+        # Rooms entered or left while that went out: from now on _subscribe sees self._pubsub.
+        self._pubsub = pubsub
+        if entered := [channel for channel in self._channels if channel not in channels]:
+            pubsub.subscribe(*entered)
+        if left := [channel for channel in channels if channel not in self._channels]:
+            pubsub.unsubscribe(*left)
+        heard = pinged = time.monotonic()
+        while True:
+            message = pubsub.get_message(timeout=self.health_interval)
+            now = time.monotonic()
+            if message is None:
+                if now - heard > 2 * self.health_interval:
+                    raise _Silent(f"no answer from Redis for {now - heard:.1f}s")
+                if now - pinged >= self.health_interval:
+                    pubsub.ping()
+                    pinged = now
+                continue
+            heard = now
+            kind = message["type"]
+            if kind == "message":
+                self._receive(message["data"])
+            elif kind == "subscribe" and (confirmed := self._channels.get(message["channel"])) is not None:
+                confirmed.set()
+                if message["channel"] == self.own_channel:
+                    self._on_connected(now)
+
+    def _on_connected(self, now: float) -> None:
+        self._connected = True
+        metrics.REDIS_CONNECTED.set(1)
+        if self._lost_since is not None:
+            logger.warning(
+                "Redis subscriber reconnected after %.1fs: %d channels", now - self._lost_since, len(self._channels)
+            )
+            self._lost_since = None
+
+    def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        metrics.REDIS_CONNECTED.set(0)
+        if pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                pubsub.reset()
+
+    def _receive(self, message: bytes) -> None:
+        """Deliver a published emit to this process's clients."""
+        header, encoded, *attachments = message.split(b"\n")
+        namespace, room, skip, attachment_count = json.loads(header)
+        if not attachment_count:
+            return self.deliver_encoded(namespace, room, set(skip), encoded.decode())
+        pkt = self.server.packet_class(encoded_packet=encoded.decode())
+        for attachment in attachments:
+            pkt.add_attachment(base64.b64decode(attachment))
+        event, *args = pkt.data
+        FanoutManager.emit(self, event, tuple(args), namespace, room=room, skip_sid=skip)
+        return None
+
+    def redis_reachable(self) -> bool:
+        """Whether Redis answers a PING now (for the health check)."""
+        try:
+            return bool(self.redis.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+
+class _Silent(Exception):
+    """The subscriber's connection stopped answering."""
