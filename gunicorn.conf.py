@@ -4,16 +4,20 @@ gevent-websocket's worker serves Socket.IO (WebSocket and long-polling) and
 the Django site on one port. Everything an operator tunes comes from the
 environment, with safe defaults.
 
-One worker is the default and the safe choice: each worker keeps its own
-clients and rooms, so a broadcast reaches only the clients of its worker, and
-a long-polling client must reach the same worker on every request (sticky
-sessions). See the README before raising GUNICORN_WORKERS.
+With ``REDIS_URL`` the workers are one chat: broadcasts and presence go
+through Redis, and a request for a session another worker owns is handed to
+that worker (``socketio_django.handover``), so no sticky load balancer is
+needed; the default is then one worker per core. Without Redis the default
+is one worker: each worker would keep its own rooms, and its clients would
+hear only the people on the same worker.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -24,9 +28,11 @@ os.environ.setdefault("DJANGO_STATIC_MANIFEST", "1")
 SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
 
 wsgi_app = "project.wsgi:application"
-worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+worker_class = "socketio_django.workers.SocketIOWorker"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
-workers = int(os.environ.get("GUNICORN_WORKERS", 1))
+# TLS connections cannot be handed from worker to worker: terminate TLS in front of several workers.
+_SHARED = bool(os.environ.get("REDIS_URL")) and not os.environ.get("GUNICORN_CERTFILE")
+workers = int(os.environ.get("GUNICORN_WORKERS") or ((os.cpu_count() or 1) if _SHARED else 1))
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 10000))
 # The gevent worker heartbeats from its own greenlet, so long-lived sockets never
 # trip this timeout; it only catches a worker whose event loop is stuck.
@@ -45,7 +51,7 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Before any worker starts: apply migrations and collect static files, once.
+    """Before any worker starts: apply migrations and collect static files, once; make the shared directories.
 
     In a child process: Django loaded in the master, before gevent patches the
     workers, would share one database connection between all greenlets.
@@ -53,6 +59,33 @@ def on_starting(server):
     manage = [sys.executable, str(Path(__file__).with_name("manage.py"))]
     subprocess.run([*manage, "migrate", "--no-input", "--verbosity", "0"], check=True)
     subprocess.run([*manage, "collectstatic", "--no-input", "--verbosity", "0"], check=True)
+    if server.cfg.workers > 1:
+        if not os.environ.get("REDIS_URL"):
+            server.log.warning("%d workers without REDIS_URL: each hears only its own rooms", server.cfg.workers)
+        # Workers inherit the environment: where they find each other's handover sockets, and
+        # where prometheus-client's multiprocess mode keeps every worker's metrics for /metrics.
+        os.environ["SOCKETIO_HANDOVER_DIR"] = tempfile.mkdtemp(prefix="socketio-handover-")
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="socketio-metrics-")
+            _made.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        _made.append(os.environ["SOCKETIO_HANDOVER_DIR"])
+
+
+# Directories on_starting made, removed on exit.
+_made = []
+
+
+def on_exit(server):
+    for directory in _made:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def child_exit(server, worker):
+    """A worker's live gauges stop counting once it has gone (prometheus-client's multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def post_fork(server, worker):

@@ -75,6 +75,7 @@ class RedisPresence(LocalPresence):
         #: Redis may have missed a change of this process's counts: write them all again.
         self._stale = False
         self._beating: threading.Thread | None = None
+        self._beaten = False
 
     def enter(self, room: str, name: str) -> None:
         super().enter(room, name)
@@ -123,8 +124,9 @@ class RedisPresence(LocalPresence):
                 (f"{room}\n{name}", count) for room, names in self.counts.items() for name, count in names.items()
             ]
             self._replace(args=[PREFIX, self.process, *(part for entry in entries for part in entry)])
-            if was_alive is None and entries:
+            if was_alive is None and entries and self._beaten:
                 logger.warning("presence: wrote this process's %d entries to Redis again", len(entries))
+        self._beaten = True
         for process in self.redis.smembers(PREFIX + "procs"):
             if process != self.process and not self.redis.exists(PREFIX + "alive:" + process):
                 reaped = self._replace(args=[PREFIX, process])

@@ -9,8 +9,24 @@ The view finds a :class:`SocketHandle` in ``request.environ["socketio"]``::
         return HttpResponse()
 """
 
-from .bridge import SocketIOApplication, ViewServer
-from .handle import Message, SocketHandle
-from .server import SocketIOServer
+from __future__ import annotations
 
-__all__ = ["Message", "SocketHandle", "SocketIOApplication", "SocketIOServer", "ViewServer"]
+import importlib
+from typing import Any
+
+# Imported on first use: Gunicorn's master imports socketio_django.workers, and must not load
+# Django, Redis or prometheus-client before its workers fork (and gevent patches them).
+_EXPORTS = {
+    "Message": ".handle",
+    "SocketHandle": ".handle",
+    "SocketIOApplication": ".bridge",
+    "ViewServer": ".bridge",
+    "SocketIOServer": ".server",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -1,8 +1,13 @@
-"""Prometheus metrics for the bridge, in prometheus-client's default registry."""
+"""Prometheus metrics for the bridge, in prometheus-client's default registry.
+
+Under Gunicorn with several workers, prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, which gunicorn.conf.py sets) adds up the
+workers' values for a scrape: gauges say how they combine.
+"""
 
 from prometheus_client import Counter, Gauge
 
-CONNECTED = Gauge("socketio_connected_clients", "Clients connected now")
+CONNECTED = Gauge("socketio_connected_clients", "Clients connected now", multiprocess_mode="livesum")
 CONNECTIONS = Counter("socketio_connections_total", "Connections accepted by a view")
 REFUSED = Counter("socketio_refused_connections_total", "Connections a view refused, or that were refused for it")
 RECEIVED = Counter("socketio_events_received_total", "Events received from clients")
@@ -10,8 +15,15 @@ DELIVERED = Counter("socketio_events_delivered_total", "Events sent to clients, 
 MALFORMED = Counter("socketio_malformed_packets_total", "Packets that could not be decoded; their sender is dropped")
 DISCONNECTS = Counter("socketio_disconnects_total", "Clients that left, by reason", ["reason"])
 SLOW_CLIENTS = Counter("socketio_slow_clients_dropped_total", "Clients dropped because their send backlog was full")
-REDIS_CONNECTED = Gauge("socketio_redis_subscriber_connected", "1 while this process's Redis subscriber is connected")
+REDIS_CONNECTED = Gauge(
+    "socketio_redis_subscriber_connected",
+    "1 while the Redis subscriber is connected (of every worker: 0 if one is not)",
+    multiprocess_mode="livemin",
+)
 REDIS_RECONNECTS = Counter("socketio_redis_connection_losses_total", "Times the Redis subscriber lost its connection")
 REDIS_PUBLISH_FAILURES = Counter(
     "socketio_redis_publish_failures_total", "Emits Redis did not take (delivered locally)"
+)
+HANDED_OVER = Counter(
+    "socketio_handed_over_requests_total", "Connections another worker handed to this one (its sessions)"
 )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from .bridge import SERVER_ENVIRON_KEY
 
@@ -32,10 +33,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "database": database,
         "clients": len(server.handles) if server else None,
     }
+    manager = getattr(server, "manager", None)
+    if hasattr(manager, "redis_reachable"):
+        # Without Redis each process still serves its own clients: "degraded", not out of rotation
+        # (every instance shares the same Redis, so taking them out would stop the whole chat).
+        body["redis"] = "ok" if manager.redis_reachable() else "error"
+        if healthy and body["redis"] != "ok":
+            body["status"] = "degraded"
     return JsonResponse(body, status=200 if healthy else 503)
 
 
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format of this process's metrics."""
+    """Prometheus text format: this process's metrics, or every worker's added up (multiprocess mode)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
