@@ -67,8 +67,9 @@ class RedisPresence(LocalPresence):
         super().__init__()
         self.ttl = ttl
         self.process = secrets.token_hex(6)
+        # One retry, at once: a pooled connection may be left over from before a Redis restart.
         self.redis = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0), decode_responses=True
+            url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1), decode_responses=True
         )
         self._replace = self.redis.register_script(_REPLACE)
         self._add = self.redis.register_script(_ADD)

@@ -140,6 +140,7 @@ def start(server: WSGIServer) -> None:
     directory = os.environ.get(DIRECTORY_ENV)
     if directory and _receiver is None:
         _receiver = Receiver(Path(directory), server)
+        logger.info("worker pid=%d owns the sessions named %s.*", os.getpid(), sessions.process_token())
 
 
 def stop() -> None:

@@ -47,8 +47,6 @@ logger = logging.getLogger("socketio_django")
 SUBSCRIBE_TIMEOUT = 2.0
 # Seconds of backoff between attempts to reach Redis again, doubling up to the second figure.
 RECONNECT_DELAYS = (0.1, 5.0)
-# Seconds during which emits stay local after a publish failed, rather than wait for Redis each time.
-PUBLISH_PAUSE = 1.0
 
 
 class RedisFanoutManager(FanoutManager):
@@ -68,8 +66,9 @@ class RedisFanoutManager(FanoutManager):
         self.prefix = prefix
         #: Seconds of silence after which the subscriber pings Redis; twice that without an answer, it reconnects.
         self.health_interval = health_interval
+        # One retry, at once: a pooled connection may be left over from before a Redis restart.
         self.redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=Retry(NoBackoff(), 0)
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=Retry(NoBackoff(), 1)
         )
         #: channel -> its confirmation, for every channel this process should be subscribed to.
         self._channels: dict[bytes, gevent.event.Event] = {}
@@ -78,7 +77,7 @@ class RedisFanoutManager(FanoutManager):
         #: When the subscriber lost Redis (None while connected), and whether its current attempt got through.
         self._lost_since: float | None = None
         self._connected = False
-        self._publish_paused_until = 0.0
+        self._publish_failing = False
         self.own_channel = self._channel_name(f"#{sessions.process_token()}")
         self._channels[self.own_channel] = gevent.event.Event()
 
@@ -122,20 +121,22 @@ class RedisFanoutManager(FanoutManager):
         return text.encode(), [base64.b64encode(attachment) for attachment in attachments]
 
     def _publish(self, channel: bytes, message: bytes) -> bool:
-        """Publish ``message``; False if Redis could not take it (then the caller delivers locally)."""
-        if time.monotonic() < self._publish_paused_until:
+        """Publish ``message``; False if Redis could not take it (then the caller delivers locally).
+
+        While the subscriber has lost Redis, nothing is tried: this process would not hear its
+        own emits back, and a Redis that does not answer would hold every emit for a timeout.
+        """
+        if self._lost_since is not None:
             return False
         try:
             self.redis.publish(channel, message)
         except (redis.RedisError, OSError) as error:
             metrics.REDIS_PUBLISH_FAILURES.inc()
-            if not self._publish_paused_until:
-                logger.warning("Redis unreachable (%s): emits reach this process's clients only", error)
-            self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE
+            if not self._publish_failing:
+                logger.warning("Redis did not take an emit (%s): delivered to this process's clients only", error)
+            self._publish_failing = True
             return False
-        if self._publish_paused_until:
-            self._publish_paused_until = 0.0
-            logger.warning("Redis reachable again: emits reach every process")
+        self._publish_failing = False
         return True
 
     # -- channels --------------------------------------------------------

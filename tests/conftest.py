@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from .helpers import Client, ServerProcess
+from .services import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +68,11 @@ def clients():
     factory = ClientFactory()
     yield factory
     factory.close_all()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of this test's own (tests kill, freeze and restart it)."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

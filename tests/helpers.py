@@ -232,6 +232,9 @@ class RawSocket:
         self.ws = websocket.create_connection(ws_url, timeout=WAIT, **options)
         opened = self.ws.recv()
         assert opened.startswith("0{"), opened
+        self.auth = namespace_auth or {}
+        #: The Engine.IO session id (it names the process that owns the session).
+        self.engine_id = json.loads(opened[1:])["sid"]
         self.ws.send("40" + self.prefix + json.dumps(namespace_auth or {}))
         self.next_ack_id = 0
         #: (event, args) of every event received so far, in order.
