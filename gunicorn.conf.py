@@ -33,6 +33,10 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
 # TLS connections cannot be handed from worker to worker: terminate TLS in front of several workers.
 _SHARED = bool(os.environ.get("REDIS_URL")) and not os.environ.get("GUNICORN_CERTFILE")
 workers = int(os.environ.get("GUNICORN_WORKERS") or ((os.cpu_count() or 1) if _SHARED else 1))
+# The accept queue: the kernel's largest (net.core.somaxconn), so that thousands of clients
+# reconnecting at once (after a deploy) are queued, not refused.
+_SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+backlog = int(_SOMAXCONN.read_text()) if _SOMAXCONN.exists() else 2048
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 10000))
 # The gevent worker heartbeats from its own greenlet, so long-lived sockets never
 # trip this timeout; it only catches a worker whose event loop is stuck.

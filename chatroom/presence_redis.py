@@ -2,9 +2,10 @@
 
 Keys (``chat:`` prefix):
 
-- ``online:<room>``: a hash, name -> connections in every process. Its size
-  is the room's online count, and a page of its fields a page of names, so
-  neither needs a walk over every process.
+- ``online:<room>``: a hash, name -> connections in every process; and
+  ``names:<room>``, its names in a sorted set (all scores 0, so ordered by
+  name). The room's count is the set's size and a page of names a range of
+  it: neither walks the room, however big.
 - ``held:<process>``: a hash, ``<room>\\n<name>`` -> what this process added to
   ``online:``; it is what must be taken back when the process is gone.
 - ``alive:<process>``: set with a time to live (``ttl``) and renewed every
@@ -40,21 +41,31 @@ local held_key = prefix .. 'held:' .. process
 local held = redis.call('HGETALL', held_key)
 for i = 1, #held, 2 do
   local room, name = string.match(held[i], '^(.-)\\n(.*)$')
-  local key = prefix .. 'online:' .. room
-  if redis.call('HINCRBY', key, name, -tonumber(held[i + 1])) <= 0 then redis.call('HDEL', key, name) end
+  if redis.call('HINCRBY', prefix .. 'online:' .. room, name, -tonumber(held[i + 1])) <= 0 then
+    redis.call('HDEL', prefix .. 'online:' .. room, name)
+    redis.call('ZREM', prefix .. 'names:' .. room, name)
+  end
 end
 redis.call('DEL', held_key)
 for i = 3, #ARGV, 2 do
   local room, name = string.match(ARGV[i], '^(.-)\\n(.*)$')
-  redis.call('HINCRBY', prefix .. 'online:' .. room, name, ARGV[i + 1])
+  if redis.call('HINCRBY', prefix .. 'online:' .. room, name, ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
+    redis.call('ZADD', prefix .. 'names:' .. room, 0, name)
+  end
   redis.call('HSET', held_key, ARGV[i], ARGV[i + 1])
 end
 if #ARGV > 2 then redis.call('SADD', prefix .. 'procs', process) else redis.call('SREM', prefix .. 'procs', process) end
 return #held / 2
 """
-# Add ARGV[3] (1 or -1) to name ARGV[2] in room key KEYS[1] and to this process's field ARGV[1] in KEYS[2].
+# Add ARGV[3] (1 or -1) to name ARGV[2] of room KEYS[1] (names KEYS[4]) and to this process's field ARGV[1] (KEYS[2]).
 _ADD = """
-if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3]) <= 0 then redis.call('HDEL', KEYS[1], ARGV[2]) end
+local connections = redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3])
+if connections <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[4], ARGV[2])
+elseif connections == 1 and tonumber(ARGV[3]) == 1 then
+  redis.call('ZADD', KEYS[4], 0, ARGV[2])
+end
 if redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[3]) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
 if tonumber(ARGV[3]) > 0 then redis.call('SADD', KEYS[3], ARGV[4]) end
 """
@@ -89,15 +100,34 @@ class RedisPresence(LocalPresence):
         super().leave(room, name)
         self._change(room, name, -1)
 
-    def online(self, room: str) -> list[str]:
+    def count(self, room: str) -> int:
         try:
-            return sorted(self.redis.hkeys(PREFIX + "online:" + room))
+            return self.redis.zcard(PREFIX + "names:" + room)
         except redis.RedisError as error:
-            logger.warning("presence: Redis unreachable (%s), listing this process's clients only", error)
-            return super().online(room)
+            self._unreachable(error)
+            return super().count(room)
+
+    def is_online(self, room: str, name: str) -> bool:
+        try:
+            return bool(self.redis.hexists(PREFIX + "online:" + room, name))
+        except redis.RedisError as error:
+            self._unreachable(error)
+            return super().is_online(room, name)
+
+    def names(self, room: str, after: str | None = None, limit: int | None = None) -> list[str]:
+        page = {} if limit is None else {"offset": 0, "num": limit}
+        start = "-" if after is None else "(" + after
+        try:
+            return self.redis.zrange(PREFIX + "names:" + room, start, "+", bylex=True, **page)
+        except redis.RedisError as error:
+            self._unreachable(error)
+            return super().names(room, after, limit)
+
+    def _unreachable(self, error: Exception) -> None:
+        logger.warning("presence: Redis unreachable (%s), answering with this process's clients only", error)
 
     def _change(self, room: str, name: str, delta: int) -> None:
-        keys = [PREFIX + "online:" + room, PREFIX + "held:" + self.process, PREFIX + "procs"]
+        keys = [PREFIX + "online:" + room, PREFIX + "held:" + self.process, PREFIX + "procs", PREFIX + "names:" + room]
         try:
             self._add(keys=keys, args=[f"{room}\n{name}", name, delta, self.process])
         except redis.RedisError as error:

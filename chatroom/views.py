@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
 from . import presence
+from .announcer import announcer, watchers_room
 from .csp import content_security_policy
 from .metrics import MESSAGES
 from .models import Message
@@ -25,20 +26,27 @@ def chat_page(request: HttpRequest, room: str = DEFAULT_ROOM) -> HttpResponse:
     return render(request, "chatroom/chat.html", {"room": room, "max_length": settings.CHAT_MAX_MESSAGE_LENGTH})
 
 
-def store(event: str, data: Any, room: str, name: str, bucket: TokenBucket) -> Message:
+def store(text: Any, room: str, name: str) -> Message:
     """Store a client's ``message`` event; a ValidationError says why it was not."""
-    if not bucket.take():
-        raise ValidationError(
-            f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst})", code="rate-limited"
-        )
-    if event != "message":
-        raise ValidationError(f"unknown event {event[:50]!r}", code="unknown-event")
-    text = clean_text(data)
+    text = clean_text(text)
     try:
         return Message.objects.create(room=room, name=name, text=text)
     except DatabaseError:
         logger.exception("could not store a message in room %s", room)
         raise ValidationError("the message could not be stored, please send it again", code="not-stored") from None
+
+
+def members(socket: Any, room: str, request: Any) -> dict:
+    """A ``members`` request: the next page of names after ``after``; ``watch`` asks for (or stops) every change."""
+    request = request if isinstance(request, dict) else {}
+    after = request.get("after")
+    if after is not None and not isinstance(after, str):
+        raise ValidationError("after must be a name", code="bad-request")
+    if request.get("watch") is True:
+        socket.join(watchers_room(room))
+    elif request.get("watch") is False:
+        socket.leave(watchers_room(room))
+    return {"names": presence.names(room, after, settings.CHAT_MEMBERS_PAGE), "count": presence.count(room)}
 
 
 def chat_socket(request: HttpRequest) -> HttpResponse:
@@ -65,11 +73,22 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
     bucket = TokenBucket(settings.CHAT_RATE_LIMIT_PER_SECOND, settings.CHAT_RATE_LIMIT_BURST)
     presence.enter(room, name)
     try:
-        socket.emit("welcome", {"name": name, "room": room, "online": presence.online(room)})
-        socket.broadcast("announcement", {"kind": "join", "name": name, "text": f"{name} joined"}, room=room)
+        online = presence.names(room, limit=settings.CHAT_MEMBERS_PAGE)
+        socket.emit("welcome", {"name": name, "room": room, "online": online, "count": presence.count(room)})
+        announcer().joined(room, name, socket)
         while (incoming := socket.recv()) is not None:
             try:
-                message = store(incoming.event, incoming.data, room, name, bucket)
+                if not bucket.take():
+                    raise ValidationError(
+                        f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst})",
+                        code="rate-limited",
+                    )
+                if incoming.event == "members":
+                    incoming.reply(members(socket, room, incoming.data))
+                    continue
+                if incoming.event != "message":
+                    raise ValidationError(f"unknown event {incoming.event[:50]!r}", code="unknown-event")
+                message = store(incoming.data, room, name)
             except ValidationError as error:
                 MESSAGES.labels(error.code).inc()
                 logger.info("rejected id=%s name=%s room=%s reason=%r", socket.id, name, room, error.messages[0])
@@ -80,5 +99,5 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
             socket.broadcast("message", message.as_event(), room=room)
     finally:
         presence.leave(room, name)
-        socket.broadcast("announcement", {"kind": "leave", "name": name, "text": f"{name} left"}, room=room)
+        announcer().left(room, name, socket)
     return HttpResponse(status=204)

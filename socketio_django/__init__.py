@@ -22,6 +22,7 @@ _EXPORTS = {
     "SocketIOApplication": ".bridge",
     "ViewServer": ".bridge",
     "SocketIOServer": ".server",
+    "broadcast": ".bridge",
 }
 __all__ = list(_EXPORTS)
 

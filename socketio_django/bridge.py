@@ -31,6 +31,22 @@ MAX_ATTACHMENTS = 10
 SERVER_ENVIRON_KEY = "socketio.server"
 
 
+# The server of this process, for broadcast() from code that has no socket handle.
+_running: ViewServer | None = None
+
+
+def broadcast(event: str, *args: Any, room: str | None = None, namespace: str = NAMESPACE, skip: Any = ()) -> None:
+    """Send ``event`` to every client in ``room`` (the whole namespace when None), but the ids in ``skip``.
+
+    For code running in the server's process without a socket handle (a
+    timer, a signal handler). With Redis it reaches the clients of every
+    process, as a view's ``broadcast`` does.
+    """
+    if _running is None:
+        raise RuntimeError("no Socket.IO server runs in this process")
+    _running.emit(event, args[0] if len(args) == 1 else args, to=room, skip_sid=list(skip), namespace=namespace)
+
+
 class ViewServer(socketio.Server):
     """A gevent-mode ``socketio.Server`` that hands every connection to a WSGI view.
 
@@ -81,6 +97,8 @@ class ViewServer(socketio.Server):
         self.draining = False
         self.on("connect", self._on_connect, namespace="*")
         self.on("disconnect", self._on_disconnect, namespace="*")
+        global _running
+        _running = self
 
     # -- connection lifetime ---------------------------------------------
 

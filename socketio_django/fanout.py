@@ -5,9 +5,10 @@ recipient's queue, where that client's writer frames and sends it. Here a
 WebSocket client (:mod:`.websocket`) gets the ready-made frame, written with
 whatever else it gets in this turn of the event loop; a long-polling client
 (or one behind TLS, or still upgrading) gets the packet in its queue, as usual.
-A client with ``max_backlog`` packets waiting is too slow to follow: it is
-dropped, with a log line, rather than let it grow the server's memory without
-bound.
+A client with ``max_backlog`` packets waiting that it did not read (for a
+WebSocket: while the kernel takes no more of its bytes; for long-polling:
+until it polls) is too slow to follow: it is dropped, with a log line, rather
+than let it grow the server's memory without bound.
 """
 
 from __future__ import annotations

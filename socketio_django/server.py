@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -15,6 +16,18 @@ from geventwebsocket.handler import WebSocketHandler
 from .bridge import SocketIOApplication, ViewServer, WSGIApplication
 
 logger = logging.getLogger("socketio_django")
+
+
+def listen_backlog() -> int:
+    """The kernel's largest accept queue (``net.core.somaxconn``), for bursts of thousands of connections.
+
+    gevent's default, 128, overflows when every client reconnects at once (after a restart):
+    the kernel then refuses connections the server never sees.
+    """
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return 4096
 
 
 class SocketIOServer(WSGIServer):
@@ -40,7 +53,8 @@ class SocketIOServer(WSGIServer):
         if not isinstance(application, SocketIOApplication):
             application = SocketIOApplication(application, resource=resource, **options)
         self.socketio_app = application
-        super().__init__(listener, application, handler_class=WebSocketHandler, log=log)
+        backlog = None if hasattr(listener, "accept") else listen_backlog()  # a socket is listening already
+        super().__init__(listener, application, handler_class=WebSocketHandler, log=log, backlog=backlog)
 
     @property
     def sio(self) -> ViewServer:

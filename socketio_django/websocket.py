@@ -380,7 +380,9 @@ class WebSocketRegistry(dict):
 
         Returns the ids with no WebSocket here (long-polling, behind TLS, still
         upgrading), and the connections that already had ``max_backlog`` frames
-        waiting: ``data`` was not added to those.
+        waiting while the kernel would take no more of their bytes (the client
+        does not read): ``data`` was not added to those. Frames that wait only
+        for this loop turn's end do not count: a burst is not a slow reader.
         """
         others: list[str] = []
         full: list[WebSocketConnection] = []
@@ -396,7 +398,7 @@ class WebSocketRegistry(dict):
             if not out:
                 if not connection.waiting:
                     waiting_flush.append(connection)
-            elif len(out) >= max_backlog:
+            elif connection.waiting and len(out) >= max_backlog:
                 full.append(connection)
                 continue
             out.append(data)
@@ -479,8 +481,8 @@ class WebSocketQueue:
         """Nothing to count."""
 
     def backlog(self) -> int:
-        """Frames waiting to be written."""
-        return len(self.transport.out)
+        """Frames waiting while the kernel takes no more (none while they only wait for this loop turn's end)."""
+        return len(self.transport.out) if self.transport.waiting else 0
 
 
 class EngineSocket(eio_socket.Socket):

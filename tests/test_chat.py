@@ -64,15 +64,15 @@ def test_ack_carries_the_stored_id(server, clients, room, transport):
 def test_announcements_on_connect_and_disconnect(server, clients, room, transport):
     alice = clients.join(server.url, room, "alice")
     bob = clients.join(server.url, room, "bob", transport)
-    assert alice.wait_for("announcement") == {"kind": "join", "name": "bob", "text": "bob joined"}
+    assert alice.wait_for("announcement") == {"kind": "join", "name": "bob", "text": "bob joined", "online": True}
 
     bob.close()
-    assert alice.wait_for("announcement") == {"kind": "leave", "name": "bob", "text": "bob left"}
+    assert alice.wait_for("announcement") == {"kind": "leave", "name": "bob", "text": "bob left", "online": False}
 
 
 def test_welcome_names_the_client_and_who_is_online(server, clients, room):
     alice = clients(server.url, auth={"room": room, "name": "alice"})
-    assert alice.wait_for("welcome") == {"name": "alice", "room": room, "online": ["alice"]}
+    assert alice.wait_for("welcome") == {"name": "alice", "room": room, "online": ["alice"], "count": 1}
     bob = clients(server.url, auth={"room": room, "name": "bob"})
     assert bob.wait_for("welcome")["online"] == ["alice", "bob"]
 
@@ -84,7 +84,7 @@ def test_guest_name_when_none_is_given(server, clients, room):
 
 def test_room_and_name_from_the_query_string(server, clients, room):
     client = clients(f"{server.url}?room={room}&name=queried")
-    assert client.wait_for("welcome") == {"name": "queried", "room": room, "online": ["queried"]}
+    assert client.wait_for("welcome") == {"name": "queried", "room": room, "online": ["queried"], "count": 1}
 
 
 def test_rooms_are_isolated(server, clients, room):

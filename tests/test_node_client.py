@@ -25,20 +25,20 @@ def test_node_socketio_client_chats(server, clients, room, transport):
     alice, bob = seen["alice"], seen["bob"]
     assert alice["order"] == ["history", "welcome"]
     assert alice["history"] == []
-    assert alice["welcome"] == {"name": "alice", "room": room, "online": ["alice"]}
+    assert alice["welcome"] == {"name": "alice", "room": room, "online": ["alice"], "count": 1}
     assert alice["ack"] == {"ok": True, "id": alice["ack"]["id"]}
 
-    assert bob["welcome"] == {"name": "bob", "room": room, "online": ["alice", "bob"]}
+    assert bob["welcome"] == {"name": "bob", "room": room, "online": ["alice", "bob"], "count": 2}
     assert [(m["id"], m["name"], m["text"]) for m in bob["history"]] == [
         (alice["ack"]["id"], "alice", f"hello over {transport}")
     ]
-    assert seen["joinNote"] == {"kind": "join", "name": "bob", "text": "bob joined"}
+    assert seen["joinNote"] == {"kind": "join", "name": "bob", "text": "bob joined", "online": True}
     assert bob["ack"]["ok"] is True and bob["ack"]["id"] > alice["ack"]["id"]
     assert seen["aliceReceived"]["id"] == bob["ack"]["id"]
     assert (seen["aliceReceived"]["name"], seen["aliceReceived"]["text"]) == ("bob", "hi alice")
     assert seen["aliceReceived"]["time"].endswith("+00:00")
     assert bob["rejected"] == {"error": "message is empty"}
-    assert seen["leaveNote"] == {"kind": "leave", "name": "bob", "text": "bob left"}
+    assert seen["leaveNote"] == {"kind": "leave", "name": "bob", "text": "bob left", "online": False}
 
     # What the Node clients sent is what a Python client finds in the room's history.
     reader = clients(server.url, auth={"room": room, "name": "reader"})

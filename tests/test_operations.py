@@ -71,6 +71,7 @@ def test_each_way_serves_chat_health_and_metrics(start, clients, way):
 
     ws = clients.join(server.url, "ops", "ws", "websocket")
     poll = clients.join(server.url, "ops", "poll", "polling")
+    assert ws.wait_for("announcement")["name"] == "poll"  # sent once the room's presence window ends
     assert ws.say("over websocket")["ok"] is True
     assert poll.wait_for("message")["text"] == "over websocket"
     assert poll.say("over polling")["ok"] is True

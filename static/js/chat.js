@@ -20,7 +20,7 @@ const sendForm = byId("send");
 const input = byId("text");
 const counter = byId("count");
 const messages = new MessageList(byId("messages"), byId("jump"));
-const online = new OnlineList(byId("online"), byId("online-count"));
+const online = new OnlineList(byId("online"), byId("online-count"), byId("more-online"));
 
 function storedName() {
   try {
@@ -99,13 +99,19 @@ socket.on("welcome", (info) => {
   storeName(me);
   outbox.resume(me, history); // settles our unconfirmed messages before history shows them
   for (const message of history) messages.addMessage(message, message.name === me);
-  online.reset(info.online, me);
+  online.reset(info.online, info.count ?? info.online.length, me);
   setConnection("connected");
 });
 socket.on("message", (message) => messages.addMessage(message, message.name === me));
 socket.on("announcement", (note) => {
   messages.addAnnouncement(note);
   online.announce(note);
+});
+socket.on("presence", (change) => online.setCount(change.count)); // a big room: its count, no names
+byId("more-online").addEventListener("click", () => {
+  socket.timeout(10000).emit("members", { after: online.lastName() }, (error, answer) => {
+    if (!error && answer.names) online.addPage(answer.names, answer.count);
+  });
 });
 
 function showOutgoing(item) {

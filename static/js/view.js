@@ -146,38 +146,74 @@ export class MessageList {
   }
 }
 
-/** Who is online in the room: a count per name, from `welcome` and join/leave announcements. */
+/**
+ * Who is online in the room: the names the page knows (the first page from `welcome`, more on
+ * request), and the room's count. In a small room, announcements keep both exact; a big room
+ * sends only its count now and then (`presence`).
+ */
 export class OnlineList {
-  constructor(list, count) {
+  constructor(list, count, more) {
     this.list = list;
     this.count = count;
-    this.names = new Map();
+    this.more = more;
+    this.names = new Set();
+    this.total = 0;
     this.me = "";
   }
 
-  reset(names, me) {
-    this.names = new Map(names.map((name) => [name, 1]));
+  reset(names, total, me) {
+    this.names = new Set(names);
+    this.total = total;
     this.me = me;
     this.render();
   }
 
+  /** A join or leave: `online` says whether the name is online now (another tab may still be). */
   announce(note) {
-    const count = (this.names.get(note.name) || 0) + (note.kind === "join" ? 1 : -1);
-    if (count > 0) this.names.set(note.name, count);
-    else this.names.delete(note.name);
+    const online = note.online ?? note.kind === "join";
+    if (online && !this.names.has(note.name)) {
+      this.names.add(note.name);
+      this.total += 1;
+    } else if (!online && (this.names.delete(note.name) || this.total > this.names.size)) {
+      this.total -= 1;
+    }
     this.render();
   }
 
+  setCount(total) {
+    this.total = total;
+    this.render();
+  }
+
+  /** The next page of names, from a `members` answer. */
+  addPage(names, total) {
+    for (const name of names) this.names.add(name);
+    this.total = total;
+    this.render();
+  }
+
+  /** The last name in order: the next page starts after it. */
+  lastName() {
+    return this.sorted().at(-1) ?? null;
+  }
+
+  sorted() {
+    return [...this.names].sort();
+  }
+
   render() {
-    const names = [...this.names.keys()].sort((a, b) => a.localeCompare(b));
     this.list.replaceChildren(
-      ...names.map((name) => {
+      ...this.sorted().map((name) => {
         const item = element("li", name === this.me ? "me" : "", name);
         if (name === this.me) item.append(element("span", "you", " (you)"));
         return item;
       }),
     );
-    this.count.textContent = String(names.length);
+    this.total = Math.max(this.total, this.names.size);
+    this.count.textContent = this.total.toLocaleString();
+    const missing = this.total - this.names.size;
+    this.more.hidden = missing <= 0;
+    this.more.textContent = `Show more (${missing.toLocaleString()} not listed)`;
   }
 }
 

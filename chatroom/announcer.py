@@ -1,0 +1,117 @@
+"""Join and leave announcements, batched per room, so that a join costs the same in a room of any size.
+
+Announcing every join to everyone present makes a room of N people cost N
+deliveries per join, N squared for everyone reconnecting at once (after a
+restart). Here a view only reports who came and went; each room's changes
+wait for a short window (``CHAT_PRESENCE_WINDOW``), then go out together:
+
+- in a room of at most ``CHAT_PRESENCE_NAMES_UP_TO`` people, one
+  ``announcement`` per change, to everyone in the room but the person it is
+  about, as the chat has always done;
+- in a bigger room nobody is named to everyone: the room gets
+  ``presence {count}`` at most every ``CHAT_PRESENCE_COUNT_EVERY`` seconds,
+  and only the clients that asked (``members`` with ``watch``) get
+  ``presence {count, joined, left}`` every window.
+
+Each process batches its own clients' changes and sends them with
+``socketio_django.broadcast``: with Redis they reach every process.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+
+from socketio_django import broadcast
+
+from . import presence
+
+
+def watchers_room(room: str) -> str:
+    """The room of the clients that asked for every change of ``room``'s presence (``:`` is no room's)."""
+    return f"presence:{room}"
+
+
+class Announcer:
+    """Collects each room's joins and leaves and sends them once its window ends."""
+
+    def __init__(self, window: float, names_up_to: int, count_every: float) -> None:
+        self.window = window
+        self.names_up_to = names_up_to
+        self.count_every = count_every
+        #: room -> [(kind, name, connection id, namespace)], waiting for the window's end.
+        self.pending: dict[str, list[tuple[str, str, str, str]]] = {}
+        #: room -> (when, count) of the last count sent to a big room.
+        self.counts_sent: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def joined(self, room: str, name: str, socket: Any) -> None:
+        """``name`` joined ``room`` through ``socket`` (it is not told of its own arrival)."""
+        self._add(room, ("join", name, socket.id, socket.namespace))
+
+    def left(self, room: str, name: str, socket: Any) -> None:
+        """``name`` left ``room`` (one of its connections)."""
+        self._add(room, ("leave", name, socket.id, socket.namespace))
+
+    def _add(self, room: str, change: tuple[str, str, str, str]) -> None:
+        with self._lock:
+            changes = self.pending.setdefault(room, [])
+            changes.append(change)
+            if len(changes) == 1:
+                threading.Timer(self.window, self.flush, args=[room, change[3]]).start()
+
+    def flush(self, room: str, namespace: str) -> None:
+        """Send what ``room`` has waiting."""
+        with self._lock:
+            changes = self.pending.pop(room, [])
+        count = presence.count(room)
+        if count <= self.names_up_to:
+            self.counts_sent.pop(room, None)
+            # Whoever joined after a change found its result in their welcome: they are not told again.
+            later_joiners = [sid for kind, _, sid, _ in changes if kind == "join"]
+            for kind, name, sid, _ in changes:
+                if kind == "join":
+                    later_joiners.remove(sid)
+                note = {
+                    "kind": kind,
+                    "name": name,
+                    "text": f"{name} {'joined' if kind == 'join' else 'left'}",
+                    # Whether the name is online now (another tab may still be): the same answer
+                    # however often a client hears of it.
+                    "online": presence.is_online(room, name),
+                }
+                broadcast("announcement", note, room=room, namespace=namespace, skip=[sid, *later_joiners])
+            return
+        if changes:
+            joined = [name for kind, name, _, _ in changes if kind == "join"][: self.names_up_to]
+            left = [name for kind, name, _, _ in changes if kind == "leave"][: self.names_up_to]
+            change = {"count": count, "joined": joined, "left": left}
+            broadcast("presence", change, room=watchers_room(room), namespace=namespace)
+        self._send_count(room, namespace, count)
+
+    def _send_count(self, room: str, namespace: str, count: int) -> None:
+        """Tell a big room its count, unless it was told less than ``count_every`` seconds ago (then later)."""
+        sent_at, sent_count = self.counts_sent.get(room, (-float("inf"), None))
+        if count == sent_count:
+            return
+        wait = sent_at + self.count_every - time.monotonic()
+        if wait > 0:
+            with self._lock:
+                if room not in self.pending:  # a flush already due will send it
+                    self.pending[room] = []
+                    threading.Timer(wait, self.flush, args=[room, namespace]).start()
+            return
+        self.counts_sent[room] = (time.monotonic(), count)
+        broadcast("presence", {"count": count}, room=room, namespace=namespace)
+
+
+@functools.cache
+def announcer() -> Announcer:
+    """This process's announcer, from the settings."""
+    return Announcer(
+        settings.CHAT_PRESENCE_WINDOW, settings.CHAT_PRESENCE_NAMES_UP_TO, settings.CHAT_PRESENCE_COUNT_EVERY
+    )
