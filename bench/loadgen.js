@@ -18,7 +18,9 @@
 //   {"cmd": "fanout", "messages": M, "window": 4}   send M messages, at most `window` not yet
 //        delivered to every receiver; answer when all are delivered (or on timeout)
 //   {"cmd": "steady", "rate": R, "seconds": S}       send R messages a second for S seconds
-//        (fanout and steady: "pad": P pads each message's text to P characters)
+//        (fanout and steady: "pad": P pads each message's text to P characters; when the server's
+//        session ids name their process, "<token>.<random>" as this project's do, the answer also
+//        splits the latencies by whether the receiver sits on the sender's server process or not)
 //   {"cmd": "broadcast", "emit": "ping", "event": "seen", "limit": 60, "quiet_ms": 3000}
 //        the sender emits one event in its namespace; answer how many receivers got `event`
 //        and when (once every receiver did, after limit seconds, or quiet_ms without a new one)
@@ -60,6 +62,7 @@ class Client {
     this.state = "new"; // new -> connecting -> open | failed | closed
     this.ws = null;
     this.sid = null;
+    this.serverWorker = null; // the server process holding the session, when its id says ("<token>.")
     this.agent = null;
   }
 
@@ -134,7 +137,9 @@ class Client {
       return;
     }
     if (type === 48 /* "0" open */) {
-      if (this.spec.transport === "polling") this.sid = JSON.parse(text.slice(1)).sid;
+      this.sid = JSON.parse(text.slice(1)).sid;
+      const dot = this.sid.indexOf(".");
+      this.serverWorker = dot > 0 ? this.sid.slice(0, dot) : null;
       return this.send(this.connectPacket());
     }
     if (type === 49 /* "1" close */) return this.lost("engine.io close");
@@ -258,7 +263,11 @@ function runWorker(args) {
         phase.counts[seq] = n;
         phase.delivered++;
         if (phase.latencies.length < phase.maxSamples) {
-          phase.latencies.push(Number((nowNs() - BigInt(match[3])) / 1000n));
+          const latency = Number((nowNs() - BigInt(match[3])) / 1000n);
+          phase.latencies.push(latency);
+          if (phase.senderWorker && client.serverWorker) {
+            (client.serverWorker === phase.senderWorker ? phase.same : phase.cross).push(latency);
+          }
         }
         if (n === phase.expected) process.send({ type: "complete", seq });
       } else if (text.startsWith('42["announcement"')) {
@@ -284,10 +293,22 @@ function runWorker(args) {
     }
   }
 
+  // Open receivers per server process ("?": the session id does not say).
+  function serverWorkerCounts() {
+    const out = {};
+    for (const client of clients) {
+      if (client.state !== "open" || client.spec.stalled) continue;
+      const key = client.serverWorker || "?";
+      out[key] = (out[key] || 0) + 1;
+    }
+    return out;
+  }
+
   function stats() {
     return {
       type: "stats",
       ...counts,
+      serverWorkers: serverWorkerCounts(),
       pending: inflight + queue.length,
       quietMs: performance.now() - lastFrame,
       failures,
@@ -306,11 +327,13 @@ function runWorker(args) {
       process.send(stats());
     } else if (msg.type === "phase") {
       // Every open receiver is in the sender's room during measuring phases.
-      phase = { id: msg.id, counts: {}, delivered: 0, latencies: [], maxSamples: msg.maxSamples, expected: counts.connected };
-      process.send({ type: "phase", expected: phase.expected });
+      const { id, maxSamples, senderWorker } = msg;
+      phase = { id, counts: {}, delivered: 0, latencies: [], same: [], cross: [], maxSamples, senderWorker, expected: counts.connected };
+      process.send({ type: "phase", expected: phase.expected, serverWorkers: serverWorkerCounts() });
     } else if (msg.type === "phaseEnd") {
-      const result = phase || { counts: {}, delivered: 0, latencies: [] };
-      process.send({ type: "phaseEnd", delivered: result.delivered, counts: result.counts, latencies: result.latencies });
+      const result = phase || { counts: {}, delivered: 0, latencies: [], same: [], cross: [] };
+      const { delivered, counts: perMessage, latencies, same, cross } = result;
+      process.send({ type: "phaseEnd", delivered, counts: perMessage, latencies, same, cross });
       phase = null;
     } else if (msg.type === "watch") {
       watch = { prefix: msg.prefix, times: [] };
@@ -409,12 +432,19 @@ async function runCoordinator(args) {
     return { ...summarize(replies), seconds: (performance.now() - started) / 1000 };
   }
 
+  function addCounts(objects) {
+    const out = {};
+    for (const counts of objects) for (const [key, n] of Object.entries(counts)) out[key] = (out[key] || 0) + n;
+    return out;
+  }
+
   function summarize(replies) {
-    const out = { connected: 0, stalled: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0, failures: {} };
+    const out = { connected: 0, stalled: 0, failed: 0, closed: 0, frames: 0, announcements: 0, messages: 0 };
     for (const r of replies) {
       for (const key of ["connected", "stalled", "failed", "closed", "frames", "announcements", "messages"]) out[key] += r[key];
-      for (const [key, n] of Object.entries(r.failures)) out.failures[key] = (out.failures[key] || 0) + n;
     }
+    out.failures = addCounts(replies.map((r) => r.failures));
+    out.receivers_by_server_worker = addCounts(replies.map((r) => r.serverWorkers));
     out.quiet_ms = Math.min(...replies.map((r) => r.quietMs), performance.now() - senderLastFrame);
     out.sender = sender ? sender.state : null;
     return out;
@@ -458,10 +488,12 @@ async function runCoordinator(args) {
 
   async function startPhase(maxSamples) {
     const id = ++phaseId;
-    const expected = await askAll({ type: "phase", id, maxSamples });
+    const senderWorker = sender ? sender.serverWorker : null;
+    const expected = await askAll({ type: "phase", id, maxSamples, senderWorker });
     completions = { needed: expected.filter((r) => r.expected > 0).length };
     completedCount = 0;
-    return { id, receivers: expected.reduce((sum, r) => sum + r.expected, 0) };
+    const serverWorkers = addCounts(expected.map((r) => r.serverWorkers));
+    return { id, receivers: expected.reduce((sum, r) => sum + r.expected, 0), senderWorker, serverWorkers };
   }
 
   async function endPhase(phase, messages, started) {
@@ -469,18 +501,27 @@ async function runCoordinator(args) {
     completions = null;
     onAllComplete = null;
     const replies = await askAll({ type: "phaseEnd" });
-    let latencies = [];
     let delivered = 0;
     let complete = 0;
     const perMessage = new Array(messages).fill(0);
     for (const r of replies) {
       delivered += r.delivered;
-      latencies = latencies.concat(r.latencies);
       for (const [seq, n] of Object.entries(r.counts)) perMessage[Number(seq)] += n;
     }
     for (const n of perMessage) if (n === phase.receivers) complete++;
-    latencies.sort((a, b) => a - b);
-    const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : null);
+    const summary = (key) => {
+      const latencies = replies.flatMap((r) => r[key]).sort((a, b) => a - b);
+      const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : null);
+      return { samples: latencies.length, p50: pct(50), p90: pct(90), p99: pct(99), max: latencies.at(-1) ?? null };
+    };
+    const split = phase.senderWorker
+      ? {
+          sender_server_worker: phase.senderWorker,
+          receivers_by_server_worker: phase.serverWorkers,
+          latency_us_same_worker: summary("same"),
+          latency_us_other_worker: summary("cross"),
+        }
+      : { receivers_by_server_worker: phase.serverWorkers };
     return {
       messages,
       receivers: phase.receivers,
@@ -490,7 +531,8 @@ async function runCoordinator(args) {
       all_delivered: delivered === messages * phase.receivers,
       seconds,
       deliveries_per_second: delivered / seconds,
-      latency_us: { samples: latencies.length, p50: pct(50), p90: pct(90), p99: pct(99), max: latencies.at(-1) ?? null },
+      latency_us: summary("latencies"),
+      ...split,
     };
   }
 
