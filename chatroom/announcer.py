@@ -45,8 +45,9 @@ class Announcer:
         self.count_every = count_every
         #: room -> [(kind, name, connection id, namespace)], waiting for the window's end.
         self.pending: dict[str, list[tuple[str, str, str, str]]] = {}
-        #: room -> (when, count) of the last count sent to a big room.
-        self.counts_sent: dict[str, tuple[float, int]] = {}
+        #: Big rooms whose count changed since they were last told it, and when each was told.
+        self.count_untold: set[str] = set()
+        self.count_told_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def joined(self, room: str, name: str, socket: Any) -> None:
@@ -70,7 +71,8 @@ class Announcer:
             changes = self.pending.pop(room, [])
         count = presence.count(room)
         if count <= self.names_up_to:
-            self.counts_sent.pop(room, None)
+            self.count_untold.discard(room)
+            self.count_told_at.pop(room, None)
             # Whoever joined after a change found its result in their welcome: they are not told again.
             later_joiners = [sid for kind, _, sid, _ in changes if kind == "join"]
             for kind, name, sid, _ in changes:
@@ -87,25 +89,25 @@ class Announcer:
                 broadcast("announcement", note, room=room, namespace=namespace, skip=[sid, *later_joiners])
             return
         if changes:
-            joined = [name for kind, name, _, _ in changes if kind == "join"][: self.names_up_to]
-            left = [name for kind, name, _, _ in changes if kind == "leave"][: self.names_up_to]
+            joined = [name for kind, name, _, _ in changes if kind == "join"]
+            left = [name for kind, name, _, _ in changes if kind == "leave"]
             change = {"count": count, "joined": joined, "left": left}
             broadcast("presence", change, room=watchers_room(room), namespace=namespace)
-        self._send_count(room, namespace, count)
+            self.count_untold.add(room)
+        if room in self.count_untold:
+            self._send_count(room, namespace, count)
 
     def _send_count(self, room: str, namespace: str, count: int) -> None:
         """Tell a big room its count, unless it was told less than ``count_every`` seconds ago (then later)."""
-        sent_at, sent_count = self.counts_sent.get(room, (-float("inf"), None))
-        if count == sent_count:
-            return
-        wait = sent_at + self.count_every - time.monotonic()
+        wait = self.count_told_at.get(room, -float("inf")) + self.count_every - time.monotonic()
         if wait > 0:
             with self._lock:
-                if room not in self.pending:  # a flush already due will send it
+                if room not in self.pending:  # else the flush already due sends it
                     self.pending[room] = []
                     threading.Timer(wait, self.flush, args=[room, namespace]).start()
             return
-        self.counts_sent[room] = (time.monotonic(), count)
+        self.count_told_at[room] = time.monotonic()
+        self.count_untold.discard(room)
         broadcast("presence", {"count": count}, room=room, namespace=namespace)
 
 

@@ -268,3 +268,22 @@ def test_readme_screenshots_can_be_retaken(browser, server, room, tmp_path):
     """docs/screenshots.py keeps working (it writes docs/chat-desktop.png and docs/chat-phone.png)."""
     for path in take_screenshots(browser, server.url, tmp_path, room=room):
         assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_page_in_a_big_room_shows_the_count_and_more_names_on_request(fresh_server, person, room):
+    from .test_big_rooms import BIG_ROOM, crowd
+
+    server = fresh_server(**BIG_ROOM)  # past 20 people a room hears counts, not names; pages of 50
+    people = crowd(server, room, 120)
+    page = person(room, name="zz-reader", base_url=server.url).page
+    expect(page.locator("#online-count")).to_have_text("121")
+    expect(page.locator("#online li")).to_have_count(50)
+    page.get_by_role("button", name="Show more (71 not listed)").click()
+    expect(page.locator("#online li")).to_have_count(100)
+    page.get_by_role("button", name="Show more (21 not listed)").click()
+    expect(page.locator("#online li")).to_have_count(121)
+    expect(page.locator("#more-online")).to_be_hidden()
+    people[5].close()  # a big room's count follows, without names
+    expect(page.locator("#online-count")).to_have_text("120")
+    for other in people:
+        other.close()

@@ -209,7 +209,6 @@ export class OnlineList {
         return item;
       }),
     );
-    this.total = Math.max(this.total, this.names.size);
     this.count.textContent = this.total.toLocaleString();
     const missing = this.total - this.names.size;
     this.more.hidden = missing <= 0;
