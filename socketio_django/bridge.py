@@ -13,7 +13,7 @@ import socketio
 from django.db import connections
 from socketio import packet
 
-from . import metrics, sessions, speedups, websocket
+from . import memory, metrics, sessions, speedups, websocket
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
 from .redis_fanout import RedisFanoutManager
@@ -92,6 +92,7 @@ class ViewServer(socketio.Server):
         self.idle_after = idle_after
         self.max_clients = max_clients
         self.handles: dict[str, SocketHandle] = {}
+        self.trimmer = memory.Trimmer()
         self.views = gevent.pool.Group()
         #: Set by shutdown(): new connections are turned away.
         self.draining = False
@@ -113,6 +114,7 @@ class ViewServer(socketio.Server):
             if engineio_socket is not None and not engineio_socket.closed:
                 metrics.CONNECTED.inc()
                 metrics.CONNECTIONS.inc()
+                self.trimmer.count()
                 logger.info("connect %s", self._describe(handle))
                 return
             # It left while its view decided: python-socketio will not report that disconnect.
@@ -131,6 +133,7 @@ class ViewServer(socketio.Server):
         handle = self.handles.pop(sid, None)
         if handle is not None:
             metrics.CONNECTED.dec()
+            self.trimmer.count()
             metrics.DISCONNECTS.labels(reason).inc()
             logger.info("disconnect %s reason=%r", self._describe(handle), reason)
             handle.close()

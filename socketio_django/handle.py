@@ -169,8 +169,11 @@ class SocketHandle:
             return
         self._accepted = True
         self.accept_requested.set()
-        # Wait until the client has its CONNECT answer, so nothing we send overtakes it.
-        self.ready.wait()
+        # Wait until the client has its CONNECT answer, so nothing we send overtakes it. When
+        # thousands join at once that wait is long: they must not hold a database connection each.
+        if not self.ready.is_set():
+            self._server.on_view_idle()
+            self.ready.wait()
 
 
 def _payload(args: tuple[Any, ...]) -> Any:
