@@ -37,7 +37,12 @@ def watchers_room(room: str) -> str:
 
 
 class Announcer:
-    """Collects each room's joins and leaves and sends them once its window ends."""
+    """Collects each room's joins and leaves; one thread sends them when each window ends.
+
+    Views only append to a list (no lock is held across a wait, no thread is
+    started per room): during a storm thousands of views pass through here,
+    each holding its database connection.
+    """
 
     def __init__(self, window: float, names_up_to: int, count_every: float) -> None:
         self.window = window
@@ -45,10 +50,11 @@ class Announcer:
         self.count_every = count_every
         #: room -> [(kind, name, connection id, namespace)], waiting for the window's end.
         self.pending: dict[str, list[tuple[str, str, str, str]]] = {}
-        #: Big rooms whose count changed since they were last told it, and when each was told.
-        self.count_untold: set[str] = set()
+        #: Big rooms (and their namespace) whose count changed since they were last told it, and when each was told.
+        self.count_untold: dict[str, str] = {}
         self.count_told_at: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._sender: threading.Thread | None = None
 
     def joined(self, room: str, name: str, socket: Any) -> None:
         """``name`` joined ``room`` through ``socket`` (it is not told of its own arrival)."""
@@ -60,18 +66,27 @@ class Announcer:
 
     def _add(self, room: str, change: tuple[str, str, str, str]) -> None:
         with self._lock:
-            changes = self.pending.setdefault(room, [])
-            changes.append(change)
-            if len(changes) == 1:
-                threading.Timer(self.window, self.flush, args=[room, change[3]]).start()
+            self.pending.setdefault(room, []).append(change)
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._send_forever, name="announcer", daemon=True)
+            self._sender.start()
 
-    def flush(self, room: str, namespace: str) -> None:
-        """Send what ``room`` has waiting."""
-        with self._lock:
-            changes = self.pending.pop(room, [])
+    def _send_forever(self) -> None:
+        while True:
+            time.sleep(self.window)
+            with self._lock:
+                pending, self.pending = self.pending, {}
+            for room, namespace in {
+                **self.count_untold,
+                **{room: changes[0][3] for room, changes in pending.items()},
+            }.items():
+                self.flush(room, namespace, pending.get(room, []))
+
+    def flush(self, room: str, namespace: str, changes: list[tuple[str, str, str, str]]) -> None:
+        """Send ``room``'s ``changes`` (and, in a big room, its count when it is due)."""
         count = presence.count(room)
         if count <= self.names_up_to:
-            self.count_untold.discard(room)
+            self.count_untold.pop(room, None)
             self.count_told_at.pop(room, None)
             # Whoever joined after a change found its result in their welcome: they are not told again.
             later_joiners = [sid for kind, _, sid, _ in changes if kind == "join"]
@@ -93,22 +108,11 @@ class Announcer:
             left = [name for kind, name, _, _ in changes if kind == "leave"]
             change = {"count": count, "joined": joined, "left": left}
             broadcast("presence", change, room=watchers_room(room), namespace=namespace)
-            self.count_untold.add(room)
-        if room in self.count_untold:
-            self._send_count(room, namespace, count)
-
-    def _send_count(self, room: str, namespace: str, count: int) -> None:
-        """Tell a big room its count, unless it was told less than ``count_every`` seconds ago (then later)."""
-        wait = self.count_told_at.get(room, -float("inf")) + self.count_every - time.monotonic()
-        if wait > 0:
-            with self._lock:
-                if room not in self.pending:  # else the flush already due sends it
-                    self.pending[room] = []
-                    threading.Timer(wait, self.flush, args=[room, namespace]).start()
-            return
-        self.count_told_at[room] = time.monotonic()
-        self.count_untold.discard(room)
-        broadcast("presence", {"count": count}, room=room, namespace=namespace)
+            self.count_untold[room] = namespace
+        if time.monotonic() >= self.count_told_at.get(room, -float("inf")) + self.count_every:
+            self.count_told_at[room] = time.monotonic()
+            self.count_untold.pop(room, None)
+            broadcast("presence", {"count": count}, room=room, namespace=namespace)
 
 
 @functools.cache

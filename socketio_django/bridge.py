@@ -10,10 +10,9 @@ from typing import Any
 import gevent
 import gevent.pool
 import socketio
-from django.db import connections
 from socketio import packet
 
-from . import memory, metrics, sessions, speedups, websocket
+from . import dbconnections, memory, metrics, sessions, speedups, websocket
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
 from .redis_fanout import RedisFanoutManager
@@ -70,6 +69,7 @@ class ViewServer(socketio.Server):
         max_clients: int | None = None,
         redis_url: str | None = None,
         redis_health_interval: float = 5.0,
+        db_connections_kept: int = 8,
         **options: Any,
     ) -> None:
         # Handlers only queue work for the view greenlet, so they run in the
@@ -85,6 +85,7 @@ class ViewServer(socketio.Server):
         sessions.install(self.eio)
         websocket.install(self.eio)
         speedups.install()
+        dbconnections.install(db_connections_kept)
         self.view_application = view_application
         self.resource = resource.strip("/")
         self.inbox_size = inbox_size
@@ -239,13 +240,11 @@ class ViewServer(socketio.Server):
         """Called when a view waits for a client that has sent nothing for ``idle_after`` seconds (or at all).
 
         A connection may stay idle for hours: give its database connection
-        back rather than holding one per connected client, and drop Django's
-        wrapper object too (a few KiB; the next query makes a new one).
+        back rather than holding one per connected client (to the next view
+        that needs one, or closed: :mod:`.dbconnections`), and drop Django's
+        wrapper object from this view too.
         """
-        for connection in connections.all(initialized_only=True):
-            if not connection.in_atomic_block:  # closing would break the view's transaction
-                connection.close()
-                del connections[connection.alias]
+        dbconnections.give_back()
 
     # -- incoming events -------------------------------------------------
 

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_IDLE_AFTER": 1.0,
     # Seconds a view may take before it accepts or refuses a connection.
     "SOCKETIO_ACCEPT_TIMEOUT": 30.0,
+    # Open database connections kept per database for the next view that needs one (0: close each).
+    "SOCKETIO_DB_CONNECTIONS_KEPT": 8,
     # Clients one process serves at most (None: no limit); past it, new handshakes are refused.
     "SOCKETIO_MAX_CLIENTS": None,
     # Redis shared by every process and host of the chat (None: this process alone, no Redis needed).
@@ -50,6 +52,7 @@ def server_options() -> dict[str, Any]:
         "max_backlog": setting("SOCKETIO_MAX_BACKLOG"),
         "idle_after": setting("SOCKETIO_IDLE_AFTER"),
         "max_clients": setting("SOCKETIO_MAX_CLIENTS"),
+        "db_connections_kept": setting("SOCKETIO_DB_CONNECTIONS_KEPT"),
         "redis_url": setting("SOCKETIO_REDIS_URL"),
         "redis_health_interval": setting("SOCKETIO_REDIS_HEALTH_INTERVAL"),
     }

@@ -31,6 +31,36 @@ class FanoutManager(socketio.Manager):
     def __init__(self, max_backlog: int = 1000) -> None:
         super().__init__()
         self.max_backlog = max_backlog
+        #: (namespace, sid) -> the rooms it is in (None and its own among them). python-socketio
+        #: finds a leaving client's rooms by looking through every room of the namespace, and each
+        #: client is a room: 19,000 clients leaving at once cost 19,000 squared lookups.
+        self.rooms_of: dict[tuple[str, str], set[Any]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self.rooms_of.setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        rooms = self.rooms_of.get((namespace, sid))
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self.rooms_of[(namespace, sid)]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        # python-socketio's, but leaving only the rooms the client is in.
+        for room in list(self.rooms_of.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            if sid in pending.get(namespace, ()):
+                pending[namespace].remove(sid)
+                if not pending[namespace]:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        return [room for room in self.rooms_of.get((namespace, sid), ()) if room is not None]
 
     def emit(
         self,
