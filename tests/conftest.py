@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 
-from .helpers import Client, ServerProcess
+from .helpers import GUNICORN, RUN_EXAMPLE, Client, Instance, ServerProcess, wait_until
 from .services import RedisServer
 
 
@@ -76,3 +77,35 @@ def redis_server(tmp_path):
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def instances(tmp_path, redis_server):
+    """Start chat instances that share one Redis and one database; all are stopped after the test.
+
+    ``instances(workers=3)`` is Gunicorn with 3 workers (None: its default, one per core),
+    ``instances(workers=1)`` is ``run_example.py``.
+    """
+    started: list[Instance] = []
+
+    def start(workers: int | None = 3, **env: str) -> Instance:
+        workdir = tmp_path / f"instance-{len(started)}"
+        workdir.mkdir()
+        env = {"REDIS_URL": redis_server.url, "CHAT_DATABASE_PATH": str(tmp_path / "chat.sqlite3"), **env}
+        if workers == 1:
+            instance = Instance(workdir, env=env, command=RUN_EXAMPLE)
+        else:
+            env["GUNICORN_BIND"] = "127.0.0.1:{port}"
+            if workers is not None:
+                env["GUNICORN_WORKERS"] = str(workers)
+            instance = Instance(workdir, env=env, command=GUNICORN)
+        started.append(instance)
+        instance.start()
+        if workers != 1:
+            expected = workers or os.cpu_count()
+            wait_until(lambda: len(instance.workers()) == expected, what=f"{expected} workers up")
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()

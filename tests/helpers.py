@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,9 @@ TRANSPORTS = {
     "upgrade": ["polling", "websocket"],
 }
 WAIT = 10.0  # seconds any expected event may take
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+RUN_EXAMPLE = [sys.executable, "run_example.py", "--port", "{port}"]
+WORKER_LINE = re.compile(r"worker pid=(\d+) owns the sessions named ([0-9a-f]{8})\.")
 
 
 def free_port() -> int:
@@ -120,6 +124,22 @@ class ServerProcess:
             [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
         )
         return done.stdout
+
+
+class Instance(ServerProcess):
+    """One host's chat server sharing Redis with others: Gunicorn with several workers, or ``run_example.py``."""
+
+    def workers(self) -> dict[str, int]:
+        """The live workers' session tokens, and their pids (from the log)."""
+        return {token: int(pid) for pid, token in WORKER_LINE.findall(self.log()) if _alive(int(pid))}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Client:

@@ -287,3 +287,16 @@ def test_the_page_in_a_big_room_shows_the_count_and_more_names_on_request(fresh_
     expect(page.locator("#online-count")).to_have_text("120")
     for other in people:
         other.close()
+
+
+def test_the_page_chats_across_three_workers_polling_then_upgrading(instances, person, room):
+    server = instances(workers=3)
+    pages = [person(room, name=f"p{n}", base_url=server.url) for n in range(4)]
+    for page in pages:  # polling first, then the upgrade, whichever worker each request lands on
+        expect(page.page.locator("body")).to_have_attribute("data-transport", "websocket", timeout=WAIT_MS)
+    for sender in pages:
+        sender.send(f"hello from {pages.index(sender)}")
+    for page in pages:
+        expect(page.messages).to_have_count(4)
+    expect(pages[0].page.locator("#online-count")).to_have_text("4")
+    assert "Invalid session" not in server.log()

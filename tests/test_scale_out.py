@@ -3,66 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import sys
 import threading
 
-import pytest
 import requests
 
 from socketio_django.sessions import owner_of
 
-from .helpers import Client, RawSocket, ServerProcess, wait_until
+from .helpers import Client, Instance, RawSocket, wait_until
 from .test_operations import metric_values
-
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
-RUN_EXAMPLE = [sys.executable, "run_example.py", "--port", "{port}"]
-WORKER_LINE = re.compile(r"worker pid=(\d+) owns the sessions named ([0-9a-f]{8})\.")
-
-
-class Instance(ServerProcess):
-    """One host's chat server: Gunicorn with several workers, or ``run_example.py``."""
-
-    def workers(self) -> dict[str, int]:
-        """The live workers' session tokens, and their pids (from the log)."""
-        return {token: int(pid) for pid, token in WORKER_LINE.findall(self.log()) if _alive(int(pid))}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture
-def instances(tmp_path, redis_server):
-    """Start chat instances that share one Redis and one database; all are stopped after the test."""
-    started: list[Instance] = []
-
-    def start(workers: int | None = 3, **env: str) -> Instance:
-        workdir = tmp_path / f"instance-{len(started)}"
-        workdir.mkdir()
-        env = {"REDIS_URL": redis_server.url, "CHAT_DATABASE_PATH": str(tmp_path / "chat.sqlite3"), **env}
-        if workers == 1:
-            instance = Instance(workdir, env=env, command=RUN_EXAMPLE)
-        else:
-            env["GUNICORN_BIND"] = "127.0.0.1:{port}"
-            if workers is not None:
-                env["GUNICORN_WORKERS"] = str(workers)
-            instance = Instance(workdir, env=env, command=GUNICORN)
-        started.append(instance)
-        instance.start()
-        if workers != 1:
-            expected = workers or os.cpu_count()
-            wait_until(lambda: len(instance.workers()) == expected, what=f"{expected} workers up")
-        return instance
-
-    yield start
-    for instance in started:
-        instance.stop()
 
 
 def raw_sockets_on_every_worker(instance: Instance, room: str, prefix: str) -> list[RawSocket]:
