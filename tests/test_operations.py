@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -199,3 +200,13 @@ def test_max_clients_turns_away_clients_past_the_limit(fresh_server, clients, tr
     first.close()
     wait_until(lambda: requests.get(server.url + "/healthz", timeout=10).json()["clients"] == 1, what="first gone")
     assert clients(server.url, transport, connect=False, namespace="/echo").try_connect() is None
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_each_way_queues_a_burst_of_thousands_of_connections(start, way):
+    """The listening socket's accept queue is the kernel's largest, not gevent's 128 or Gunicorn's 2048."""
+    server = start(way)
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    # For a listening socket, `ss` shows the accept queue's size as Send-Q.
+    listening = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=True)
+    assert [int(line.split()[2]) for line in listening.stdout.splitlines()] == [somaxconn]
