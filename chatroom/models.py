@@ -24,6 +24,11 @@ class Message(models.Model):
         latest = cls.objects.filter(room=room).order_by("-id")[: settings.CHAT_HISTORY_SIZE]
         return list(reversed(latest))
 
+    @classmethod
+    def after(cls, room: str, last_id: int, limit: int) -> list[Message]:
+        """At most ``limit`` of the room's messages stored after message ``last_id``, oldest first."""
+        return list(cls.objects.filter(room=room, id__gt=last_id).order_by("id")[:limit])
+
     def as_event(self) -> dict:
         """The ``message`` event payload clients receive."""
         return {"id": self.id, "name": self.name, "text": self.text, "time": self.created.isoformat()}

@@ -54,3 +54,12 @@ def clean_guest_name(value: Any) -> str:
     if get_user_model().objects.filter(username__iexact=name).exists():
         raise ValidationError("name taken: it belongs to a registered user, who must log in to use it")
     return name
+
+
+def clean_last_id(value: Any) -> int | None:
+    """The id of the last message a reconnecting client saw (a non-negative integer), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValidationError("invalid last_id: use the id of the last message seen")
+    return value

@@ -15,7 +15,7 @@ from .csp import content_security_policy
 from .metrics import MESSAGES
 from .models import Message
 from .ratelimit import TokenBucket
-from .validation import DEFAULT_ROOM, clean_guest_name, clean_room, clean_text
+from .validation import DEFAULT_ROOM, clean_guest_name, clean_last_id, clean_room, clean_text
 
 logger = logging.getLogger("chatroom")
 
@@ -49,17 +49,38 @@ def members(socket: Any, room: str, request: Any) -> dict:
     return {"names": presence.names(room, after, settings.CHAT_MEMBERS_PAGE), "count": presence.count(room)}
 
 
+def catch_up(socket: Any, room: str, last_id: int | None) -> None:
+    """What a client sees of the past on arrival: the room's history, or what it missed since ``last_id``.
+
+    Read after the client joined the room, so nothing stored meanwhile falls
+    between this and the live messages. Past ``CHAT_REPLAY_MAX`` missed
+    messages it is told so (``complete: false``) and gets the history instead.
+    """
+    if last_id is not None:
+        limit = settings.CHAT_REPLAY_MAX
+        missed = Message.after(room, last_id, limit + 1)
+        complete = len(missed) <= limit
+        replay = [message.as_event() for message in missed] if complete else []
+        socket.emit("replay", {"after": last_id, "messages": replay, "complete": complete})
+        if complete:
+            return
+    socket.emit("history", [message.as_event() for message in Message.history(room)])
+
+
 def chat_socket(request: HttpRequest) -> HttpResponse:
     """Serve one chat connection, from join to leave.
 
     The client names its room and display name in its Socket.IO ``auth``
-    payload (``{"room": ..., "name": ...}``) or the query string; a logged-in
-    user always chats under their username.
+    payload (``{"room": ..., "name": ..., "last_id": ...}``) or the query
+    string; a logged-in user always chats under their username. A client that
+    was here before names the last message it saw (``last_id``) and is sent
+    what it missed.
     """
     socket = request.environ["socketio"]
     auth = socket.auth if isinstance(socket.auth, dict) else {}
     try:
         room = clean_room(auth.get("room", request.GET.get("room")))
+        last_id = clean_last_id(auth.get("last_id"))
         if request.user.is_authenticated:
             name = request.user.get_username()
         else:
@@ -69,7 +90,7 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
 
     socket.info.update(name=name, room=room)
     socket.join(room)
-    socket.emit("history", [message.as_event() for message in Message.history(room)])
+    catch_up(socket, room, last_id)
     bucket = TokenBucket(settings.CHAT_RATE_LIMIT_PER_SECOND, settings.CHAT_RATE_LIMIT_BURST)
     presence.enter(room, name)
     try:

@@ -106,6 +106,8 @@ SOCKETIO_MAX_CLIENTS = int(os.environ["SOCKETIO_MAX_CLIENTS"]) if os.environ.get
 
 # Chat app.
 CHAT_HISTORY_SIZE = 15
+# Most messages one reconnection replays (auth.last_id); past it the client gets the history instead.
+CHAT_REPLAY_MAX = int(os.environ.get("CHAT_REPLAY_MAX", 500))
 CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", 1000))
 # Per connection: bursts of CHAT_RATE_LIMIT_BURST messages, refilled at CHAT_RATE_LIMIT_PER_SECOND (0: no limit).
 CHAT_RATE_LIMIT_PER_SECOND = float(os.environ.get("CHAT_RATE_LIMIT_PER_SECOND", 5))

@@ -152,10 +152,11 @@ class RedisFanoutManager(FanoutManager):
         return self._channel_name(f"{namespace}" if room is None else f"{namespace}:{room}")
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
-        first = room != sid and room not in self.rooms.get(namespace, {})
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        if first:
+        # Subscribed first: once the client is in the room, what it is sent live is what was
+        # published after (a view reading the room's past next misses nothing, repeats little).
+        if room != sid:
             self._subscribe(self._channel_for(namespace, room))
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)
@@ -165,15 +166,15 @@ class RedisFanoutManager(FanoutManager):
                 self._command(self._pubsub.unsubscribe, channel)
 
     def _subscribe(self, channel: bytes) -> None:
-        """Subscribe to ``channel`` and wait (briefly) until Redis confirms it."""
-        if channel in self._channels:
-            return
-        confirmed = self._channels[channel] = gevent.event.Event()
-        if self._pubsub is not None:
-            self._command(self._pubsub.subscribe, channel)
+        """Subscribe to ``channel`` (if not yet) and wait (briefly) until Redis has confirmed it."""
+        confirmed = self._channels.get(channel)
+        if confirmed is None:
+            confirmed = self._channels[channel] = gevent.event.Event()
+            if self._pubsub is not None:
+                self._command(self._pubsub.subscribe, channel)
         # Otherwise the subscriber is connecting and subscribes to it too. During an outage
         # nobody waits: the subscriber subscribes to every channel once it is back.
-        if self._lost_since is None and gevent.getcurrent() is not self._listener:
+        if not confirmed.is_set() and self._lost_since is None and gevent.getcurrent() is not self._listener:
             confirmed.wait(SUBSCRIBE_TIMEOUT)
 
     def _command(self, command: Any, *args: Any) -> bool:

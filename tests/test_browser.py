@@ -300,3 +300,27 @@ def test_the_page_chats_across_three_workers_polling_then_upgrading(instances, p
         expect(page.messages).to_have_count(4)
     expect(pages[0].page.locator("#online-count")).to_have_text("4")
     assert "Invalid session" not in server.log()
+
+
+def test_after_a_restart_mid_send_the_page_shows_what_it_missed_once(person, fresh_server, clients, room):
+    server = fresh_server()
+    alice = person(room, name="alice", base_url=server.url)
+    alice.say("before")
+    alice.send("sent as the server stops")  # stored or not: the replay decides
+    server.stop()
+    alice.expect_status("Reconnecting")
+    server.start()
+    # Written before the page is back (its reconnection backs off): more than a history's 15.
+    writer = clients.join(server.url, room, "writer")
+    missed = [f"missed {n}" for n in range(20)]
+    for text in missed:
+        writer.say(text)
+    alice.expect_status("Connected", timeout=RECONNECT_WAIT_MS)
+    alice.expect_sent("sent as the server stops")
+    writer.say("live")
+    alice.expect_message("live")
+
+    reader = clients(server.url, auth={"room": room, "name": "reader", "last_id": 0})
+    stored = [message["text"] for message in reader.wait_for("replay")["messages"]]
+    assert stored.count("sent as the server stops") == 1 and set(missed) <= set(stored)
+    assert alice.texts() == stored  # everything, once, in order

@@ -40,6 +40,8 @@ def test_node_socketio_client_chats(server, clients, room, transport):
     assert bob["rejected"] == {"error": "message is empty"}
     assert seen["leaveNote"] == {"kind": "leave", "name": "bob", "text": "bob left", "online": False}
 
+    assert seen["replay"] == {"after": alice["ack"]["id"], "messages": [seen["aliceReceived"]], "complete": True}
+
     # What the Node clients sent is what a Python client finds in the room's history.
     reader = clients(server.url, auth={"room": room, "name": "reader"})
     assert [m["text"] for m in reader.wait_for("history")] == [f"hello over {transport}", "hi alice"]

@@ -44,7 +44,8 @@ let history = []; // the last `history`, rendered once `welcome` says who we are
 nameInput.value = wantedName;
 
 const socket = io({
-  auth: (send) => send({ room, name: wantedName }), // asked on every (re)connection
+  // Asked on every (re)connection: after the first, the last message shown, so the server sends what we missed.
+  auth: (send) => send({ room, name: wantedName, ...(messages.lastId() ? { last_id: messages.lastId() } : {}) }),
   transports: params.get("transport") === "polling" ? ["polling"] : ["polling", "websocket"],
 });
 
@@ -91,6 +92,12 @@ reconnectButton.addEventListener("click", () => {
 
 socket.on("history", (stored) => {
   history = stored;
+});
+// After a reconnection: every message stored since the last one shown, or (when too many) word that
+// some were missed, before the latest `history`.
+socket.on("replay", (replay) => {
+  history = replay.messages;
+  if (!replay.complete) messages.addAnnouncement({ kind: "gap", text: "Some messages were missed while away." });
 });
 socket.on("welcome", (info) => {
   me = info.name;

@@ -54,6 +54,11 @@ const bobLeft = next(alice.socket, "announcement");
 bob.socket.disconnect();
 const leaveNote = await bobLeft;
 
+// Bob comes back having seen alice's first message: he is sent what came after, instead of the history.
+const back = io(url, { auth: { room, name: "bob", last_id: aliceAck.id }, transports: [transport], reconnection: false });
+const replay = await next(back, "replay");
+back.disconnect();
+
 const result = {
   transport: alice.socket.io.engine.transport.name,
   alice: { welcome: alice.seen.welcome, history: alice.seen.history, order: alice.seen.order, ack: aliceAck },
@@ -61,6 +66,7 @@ const result = {
   aliceReceived,
   joinNote,
   leaveNote,
+  replay,
 };
 alice.socket.disconnect();
 console.log(JSON.stringify(result));
