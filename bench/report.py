@@ -389,6 +389,9 @@ def scale_figures(config: Config) -> list[Figure]:
                     f"{kind}_total_{size}", f"server + Redis CPU per delivery, {where}", "us", total_cpu(kind, size)
                 ),
             ]
+    for size in config.scale_sizes:
+        label = f"server CPU to join {size:,} clients to one room (until join traffic drains), every server process"
+        out.append(Figure(f"scale_join_{size}", label, "s", fanout_get("scale_fanout", size, "join_cpu_seconds")))
     rate = f"{config.latency_clients:,} clients at {config.latency_rate:g} msg/s"
     for group, text in (("latency_us", "every receiver"), ("latency_us_other_worker", "receivers on another worker")):
         for pct in ("p50", "p99"):
@@ -554,11 +557,9 @@ def markdown(report: dict, results: dict, config: Config, scenarios: list[str]) 
         ),
         "",
         ", ".join(f"{name} {ver}" for name, ver in machine["packages"].items()),
-        "",
-        MAIN_TABLE.markdown(report["table"]),
-        "",
-        *details(results, config),
     ]
+    if report["table"]:
+        lines += ["", MAIN_TABLE.markdown(report["table"]), "", *details(results, config)]
     if report.get("scale_table"):
         lines += [
             "",

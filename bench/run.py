@@ -133,6 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--merge", action="store_true", help="add this run's scenarios to the results already in --out's results.json"
     )
+    parser.add_argument(
+        "--render", action="store_true", help="run nothing: write results.md (and the plot) again from results.json"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the Python servers during the fan-outs, into this dir")
     args = parser.parse_args(argv)
     for key, (quick, full) in DEFAULTS.items():
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from(args)
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else BENCH / "results")
     plot_path = None if args.no_plot else (args.plot or (None if args.quick else ROOT / "docs" / "benchmarks.png"))
+    if args.render:
+        return render(out_dir, plot_path)
     command = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     run_servers = {name for scenario in scenarios for name in scenario.servers(config, args.servers)}
@@ -200,18 +205,34 @@ def main(argv: list[str] | None = None) -> int:
         "config": {key: value for key, value in vars(config).items() if key not in ("profile_dir", "extra")},
         "servers": {name: LABELS[name] for name in results},
         "results": results,
-        "table": report.summarize(results, config),
-        "scale_table": report.scale_summarize(results, config),
-        "scale_targets": report.scale_targets(results, config),
     }
+    write(out, config, args.scenarios, out_dir, plot_path)
+    return 0
+
+
+def write(out: dict, config: Config, scenarios: list[str], out_dir: Path, plot_path: Path | None) -> None:
+    """The tables of ``out`` (a run's report), then results.json, results.md and the plot."""
+    results = out["results"]
+    out["table"] = report.summarize(results, config)
+    out["scale_table"] = report.scale_summarize(results, config)
+    out["scale_targets"] = report.scale_targets(results, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(out, indent=2) + "\n")
-    md = report.markdown(out, results, config, args.scenarios)
+    md = report.markdown(out, results, config, scenarios)
     (out_dir / "results.md").write_text(md)
     if plot_path is not None:
         plot(results, config, plot_path)
     print(md)
     print(f"results: {out_dir / 'results.json'}" + (f", plot: {plot_path}" if plot_path else ""))
+
+
+def render(out_dir: Path, plot_path: Path | None) -> int:
+    """``--render``: the tables, results.md and the plot again, from results.json (after a change of the report)."""
+    out = json.loads((out_dir / "results.json").read_text())
+    known = {item.name for item in dataclasses.fields(Config)}
+    config = Config(**{key: value for key, value in out["config"].items() if key in known})
+    scenarios = [name for name in SCENARIOS if any(SCENARIOS[name].key in r for r in out["results"].values())]
+    write(out, config, scenarios, out_dir, plot_path)
     return 0
 
 

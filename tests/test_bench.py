@@ -71,6 +71,16 @@ def test_quick_benchmark_delivers_every_message(tmp_path: Path) -> None:
         for name in SERVERS:
             assert row[name] is not None, (row["key"], name)
 
+    # --render writes the same report again from results.json.
+    written = (tmp_path / "results.md").read_text()
+    subprocess.run(
+        [sys.executable, "bench/run.py", "--render", "--no-plot", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    assert (tmp_path / "results.md").read_text() == written
+
     if not scale_out:
         return
     for name in SCALE_SERVERS:
