@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark this project's server against plain python-socketio and Node's socket.io.
 
-    python bench/run.py            # the full run (about 15 minutes on 2 cores)
+    python bench/run.py            # the full run (about 16 minutes on 2 cores, 8 of them scale-out)
     python bench/run.py --quick    # a tiny run, seconds: checks that the harness works
 
 Every scenario starts each server fresh, drives it with the same load generator
