@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.servers import Server
+from bench.servers import WORKERS, Server
 
 
 def start_profiler(server: Server, profile_dir: Path | None, label: str, idle: bool = False) -> subprocess.Popen | None:
@@ -23,8 +23,8 @@ def start_profiler(server: Server, profile_dir: Path | None, label: str, idle: b
     profile_dir.mkdir(parents=True, exist_ok=True)
     output = profile_dir / f"{label}.txt"
     argv = [py_spy, "record", "--pid", str(server.pid), "--format", "raw", "--rate", "250", "--output", str(output)]
-    if server.name != "project" and server.name != "plain":
-        argv.append("--subprocesses")  # Gunicorn: its workers
+    if server.name in WORKERS:
+        argv.append("--subprocesses")  # Gunicorn's workers
     process = subprocess.Popen(
         argv + (["--idle"] if idle else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from bench import processes
 
@@ -60,7 +61,7 @@ class Process:
         """Whether the server can take clients, once it listens (every worker up)."""
         return True
 
-    def start(self) -> Process:
+    def start(self) -> Self:
         self.port = processes.free_port()
         argv, env, cwd = self.command()
         self.log_path = self.workdir / f"{self.name}-{self.port}.log"

@@ -68,9 +68,8 @@ class Session:
         self.redis = Redis("redis", workdir).start() if needs_redis(name) else None
         try:
             redis_url = self.redis.redis_url if self.redis else None
-            self.server = Server(name, workdir, project_dir=project_dir, env=env or {}, redis_url=redis_url)
-            self.server.sticky = sticky
-            self.server.start()
+            server = Server(name, workdir, project_dir=project_dir, env=env or {}, redis_url=redis_url, sticky=sticky)
+            self.server = server.start()
         except BaseException:
             if self.redis:
                 self.redis.stop()
