@@ -63,16 +63,20 @@ def on_starting(server):
     manage = [sys.executable, str(Path(__file__).with_name("manage.py"))]
     subprocess.run([*manage, "migrate", "--no-input", "--verbosity", "0"], check=True)
     subprocess.run([*manage, "collectstatic", "--no-input", "--verbosity", "0"], check=True)
-    if server.cfg.workers > 1:
-        if not os.environ.get("REDIS_URL"):
-            server.log.warning("%d workers without REDIS_URL: each hears only its own rooms", server.cfg.workers)
-        # Workers inherit the environment: where they find each other's handover sockets, and
-        # where prometheus-client's multiprocess mode keeps every worker's metrics for /metrics.
-        os.environ["SOCKETIO_HANDOVER_DIR"] = tempfile.mkdtemp(prefix="socketio-handover-")
-        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="socketio-metrics-")
-            _made.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        _made.append(os.environ["SOCKETIO_HANDOVER_DIR"])
+    if server.cfg.workers > 1 and not os.environ.get("REDIS_URL"):
+        server.log.warning("%d workers without REDIS_URL: each hears only its own rooms", server.cfg.workers)
+    # Workers inherit the environment: where they find each other's handover sockets, and where
+    # prometheus-client's multiprocess mode keeps every worker's metrics for /metrics (also with
+    # one worker: more may be added with SIGTTIN).
+    os.environ["SOCKETIO_HANDOVER_DIR"] = tempfile.mkdtemp(prefix="socketio-handover-")
+    _made.append(os.environ["SOCKETIO_HANDOVER_DIR"])
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # An operator's directory: what an earlier run left there would add to the live figures.
+        for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="socketio-metrics-")
+        _made.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 # Directories on_starting made, removed on exit.

@@ -34,9 +34,11 @@ from .presence import LocalPresence
 logger = logging.getLogger("chatroom")
 
 PREFIX = "chat:"
-# Replace everything a process holds (ARGV[2]) by the field/count pairs after it (none: reap it).
+# Replace everything process ARGV[2] holds by the field/count pairs after ARGV[3]; with ARGV[3] "reap",
+# by nothing, and only if the process is still not alive (it may have come back since it was found dead).
 _REPLACE = """
 local prefix, process = ARGV[1], ARGV[2]
+if ARGV[3] == 'reap' and redis.call('EXISTS', prefix .. 'alive:' .. process) == 1 then return 0 end
 local held_key = prefix .. 'held:' .. process
 local held = redis.call('HGETALL', held_key)
 for i = 1, #held, 2 do
@@ -47,18 +49,20 @@ for i = 1, #held, 2 do
   end
 end
 redis.call('DEL', held_key)
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local room, name = string.match(ARGV[i], '^(.-)\\n(.*)$')
   if redis.call('HINCRBY', prefix .. 'online:' .. room, name, ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
     redis.call('ZADD', prefix .. 'names:' .. room, 0, name)
   end
   redis.call('HSET', held_key, ARGV[i], ARGV[i + 1])
 end
-if #ARGV > 2 then redis.call('SADD', prefix .. 'procs', process) else redis.call('SREM', prefix .. 'procs', process) end
+if #ARGV > 3 then redis.call('SADD', prefix .. 'procs', process) else redis.call('SREM', prefix .. 'procs', process) end
 return #held / 2
 """
 # Add ARGV[3] (1 or -1) to name ARGV[2] of room KEYS[1] (names KEYS[4]) and to this process's field ARGV[1] (KEYS[2]).
+# A -1 this process never added (its +1 did not reach Redis) must not take another process's connection away.
 _ADD = """
+if tonumber(ARGV[3]) < 0 and tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') <= 0 then return end
 local connections = redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3])
 if connections <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[2])
@@ -78,9 +82,11 @@ class RedisPresence(LocalPresence):
         super().__init__()
         self.ttl = ttl
         self.process = secrets.token_hex(6)
-        # One retry, at once: a pooled connection may be left over from before a Redis restart.
+        # One retry, at once, when a connection fails (a pooled one may predate a Redis restart); none
+        # after a timeout: the script went out, and Redis may run it yet (twice, if sent again).
+        retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
         self.redis = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1), decode_responses=True
+            url, socket_timeout=2, socket_connect_timeout=2, retry=retry, decode_responses=True
         )
         self._replace = self.redis.register_script(_REPLACE)
         self._add = self.redis.register_script(_ADD)
@@ -154,12 +160,12 @@ class RedisPresence(LocalPresence):
             entries = [
                 (f"{room}\n{name}", count) for room, names in self.counts.items() for name, count in names.items()
             ]
-            self._replace(args=[PREFIX, self.process, *(part for entry in entries for part in entry)])
+            self._replace(args=[PREFIX, self.process, "replace", *(part for entry in entries for part in entry)])
             if was_alive is None and entries and self._beaten:
                 logger.warning("presence: wrote this process's %d entries to Redis again", len(entries))
         self._beaten = True
         for process in self.redis.smembers(PREFIX + "procs"):
             if process != self.process and not self.redis.exists(PREFIX + "alive:" + process):
-                reaped = self._replace(args=[PREFIX, process])
+                reaped = self._replace(args=[PREFIX, process, "reap"])
                 if reaped:
                     logger.warning("presence: process %s stopped renewing; removed its %d entries", process, reaped)

@@ -174,14 +174,14 @@ class HandoverHandler(WebSocketHandler):
             return False  # Engine.IO clients send a length; such a request is answered here
         length = int(self.environ.get("CONTENT_LENGTH") or 0)
         if length > MAX_REQUEST:
-            return False
+            return False  # before reading it: the local answer turns it away
         body = self.environ["wsgi.input"].read(length) if length else b""
         head = [self.requestline]
         head += [f"{name}: {value}" for name, value in self.headers.items() if name.lower() not in _BODY_HEADERS]
         if body:
             head.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        if not _receiver.send(owner, self.socket, request):
+        if len(request) > MAX_REQUEST or not _receiver.send(owner, self.socket, request):
             if body:  # read here already: let the local answer see it
                 self.environ["wsgi.input"] = io.BytesIO(body)
             return False

@@ -45,6 +45,9 @@ logger = logging.getLogger("socketio_django")
 # Seconds a client's join waits for its room's subscription to be confirmed: messages sent
 # after the join (and after the history the view reads next) must not be missed.
 SUBSCRIBE_TIMEOUT = 2.0
+# One retry, at once, when a connection fails (a pooled one may be left over from before a Redis
+# restart); never after a timeout: the command went out, and Redis may run it yet (twice, if retried).
+ONE_RETRY = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 # Seconds of backoff between attempts to reach Redis again, doubling up to the second figure.
 RECONNECT_DELAYS = (0.1, 5.0)
 
@@ -66,9 +69,8 @@ class RedisFanoutManager(FanoutManager):
         self.prefix = prefix
         #: Seconds of silence after which the subscriber pings Redis; twice that without an answer, it reconnects.
         self.health_interval = health_interval
-        # One retry, at once: a pooled connection may be left over from before a Redis restart.
         self.redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=Retry(NoBackoff(), 1)
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=ONE_RETRY
         )
         #: channel -> its confirmation, for every channel this process should be subscribed to.
         self._channels: dict[bytes, gevent.event.Event] = {}
@@ -106,10 +108,12 @@ class RedisFanoutManager(FanoutManager):
         skip = skip_sid if isinstance(skip_sid, list) else [] if skip_sid is None else [skip_sid]
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         encoded, attachments = self._encode_for_redis(namespace, [event, *args])
-        for target in room if isinstance(room, (list, tuple)) else [room]:
-            header = json.dumps([namespace, target, skip, len(attachments)]).encode()
+        rooms = list(room) if isinstance(room, (list, tuple)) else [room]
+        for index, target in enumerate(rooms):
+            # Each room's channel; a receiver skips its clients in the rooms before this one, which got it there.
+            header = json.dumps([namespace, rooms[: index + 1], skip, len(attachments)]).encode()
             message = b"\n".join([header, encoded, *attachments])
-            if not self._publish(self._channel_for(namespace, target), message):
+            if self._publish(self._channel_for(namespace, target), message) is False:
                 super().emit(event, data, namespace, room=target, skip_sid=skip_sid, **kwargs)
 
     def _encode_for_redis(self, namespace: str, data: list) -> tuple[bytes, list[bytes]]:
@@ -120,8 +124,9 @@ class RedisFanoutManager(FanoutManager):
         text, *attachments = self.server.packet_class(packet.EVENT, namespace=namespace, data=data).encode()
         return text.encode(), [base64.b64encode(attachment) for attachment in attachments]
 
-    def _publish(self, channel: bytes, message: bytes) -> bool:
-        """Publish ``message``; False if Redis could not take it (then the caller delivers locally).
+    def _publish(self, channel: bytes, message: bytes) -> bool | None:
+        """Publish ``message``: True if Redis took it, False if not (then the caller delivers
+        locally), None if it went out but Redis did not answer in time (it may deliver it yet).
 
         While the subscriber has lost Redis, nothing is tried: this process would not hear its
         own emits back, and a Redis that does not answer would hold every emit for a timeout.
@@ -133,9 +138,9 @@ class RedisFanoutManager(FanoutManager):
         except (redis.RedisError, OSError) as error:
             metrics.REDIS_PUBLISH_FAILURES.inc()
             if not self._publish_failing:
-                logger.warning("Redis did not take an emit (%s): delivered to this process's clients only", error)
+                logger.warning("Redis did not take an emit (%s)", error)
             self._publish_failing = True
-            return False
+            return None if isinstance(error, redis.TimeoutError) else False
         self._publish_failing = False
         return True
 
@@ -149,7 +154,8 @@ class RedisFanoutManager(FanoutManager):
         owner = sessions.owner_of(room)
         if owner is not None:
             return self._channel_name(f"#{owner}")
-        return self._channel_name(f"{namespace}" if room is None else f"{namespace}:{room}")
+        # JSON: no namespace and room make the name of another pair ("/:a" and "a" against "/" and ":a:a").
+        return self._channel_name(json.dumps([namespace, room], separators=(",", ":")))
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
         # Subscribed first: once the client is in the room, what it is sent live is what was
@@ -214,21 +220,24 @@ class RedisFanoutManager(FanoutManager):
             pubsub.subscribe(*entered)
         if left := [channel for channel in channels if channel not in self._channels]:
             pubsub.unsubscribe(*left)
-        heard = pinged = time.monotonic()
+        heard, pinged = time.monotonic(), None
         while True:
-            message = pubsub.get_message(timeout=self.health_interval)
+            message = pubsub.get_message(timeout=self.health_interval / 2)
             now = time.monotonic()
             if message is None:
-                if now - heard > 2 * self.health_interval:
+                if pinged is not None and now - pinged >= self.health_interval:
                     raise _Silent(f"no answer from Redis for {now - heard:.1f}s")
-                if now - pinged >= self.health_interval:
+                if pinged is None and now - heard >= self.health_interval:
                     pubsub.ping()
                     pinged = now
                 continue
-            heard = now
+            heard, pinged = now, None
             kind = message["type"]
             if kind == "message":
-                self._receive(message["data"])
+                try:
+                    self._receive(message["data"])
+                except Exception:  # a bug, or a foreign message on our channel: this one only
+                    logger.exception("could not deliver a message from Redis")
             elif kind == "subscribe" and (confirmed := self._channels.get(message["channel"])) is not None:
                 confirmed.set()
                 if message["channel"] == self.own_channel:
@@ -253,14 +262,18 @@ class RedisFanoutManager(FanoutManager):
     def _receive(self, message: bytes) -> None:
         """Deliver a published emit to this process's clients."""
         header, encoded, *attachments = message.split(b"\n")
-        namespace, room, skip, attachment_count = json.loads(header)
+        namespace, rooms, skip, attachment_count = json.loads(header)
+        *earlier, room = rooms
+        skip = set(skip)
+        for other in earlier:
+            skip.update(sid for sid, _ in self.get_participants(namespace, other))
         if not attachment_count:
-            return self.deliver_encoded(namespace, room, set(skip), encoded.decode())
+            return self.deliver_encoded(namespace, room, skip, encoded.decode())
         pkt = self.server.packet_class(encoded_packet=encoded.decode())
         for attachment in attachments:
             pkt.add_attachment(base64.b64decode(attachment))
         event, *args = pkt.data
-        FanoutManager.emit(self, event, tuple(args), namespace, room=room, skip_sid=skip)
+        FanoutManager.emit(self, event, tuple(args), namespace, room=room, skip_sid=list(skip))
         return None
 
     def redis_reachable(self) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import redis
@@ -57,3 +60,40 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.resume()
         self.kill()
+
+
+class DelayingProxy:
+    """A TCP proxy to ``upstream_port`` on 127.0.0.1 whose client-to-server bytes arrive ``delay`` seconds late.
+
+    A Redis far away, as a process sees it: every command's answer comes a round trip later.
+    """
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        self.upstream_port, self.delay = upstream_port, delay
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def _serve(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(self._pipe(reader, upstream_writer, self.delay), self._pipe(upstream_reader, writer, 0))
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter, delay: float) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await source.read(65536):
+                await asyncio.sleep(delay)
+                target.write(data)
+                await target.drain()
+        target.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
