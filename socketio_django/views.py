@@ -6,6 +6,7 @@ import logging
 import os
 
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
@@ -17,12 +18,10 @@ logger = logging.getLogger("socketio_django")
 
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 while serving with a reachable database; 503 while shutting down or without one."""
+    """200 while serving with a reachable, migrated database; 503 while shutting down or without one."""
     server = request.environ.get(SERVER_ENVIRON_KEY)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        database = "ok"
+        database = _database_state()
     except Exception:  # any driver's failure means "not reachable"; details go to the log only
         logger.exception("health check: the database is not reachable")
         database = "error"
@@ -41,6 +40,22 @@ def healthz(request: HttpRequest) -> JsonResponse:
         if healthy and body["redis"] != "ok":
             body["status"] = "degraded"
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+_migrated = False
+
+
+def _database_state() -> str:
+    """``ok``, or ``unmigrated`` while migrations wait (checked until they have all been applied once)."""
+    global _migrated
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    if not _migrated:
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            return "unmigrated"
+        _migrated = True
+    return "ok"
 
 
 @never_cache
