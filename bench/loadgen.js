@@ -24,6 +24,16 @@
 //   {"cmd": "broadcast", "emit": "ping", "event": "seen", "limit": 60, "quiet_ms": 3000}
 //        the sender emits one event in its namespace; answer how many receivers got `event`
 //        and when (once every receiver did, after limit seconds, or quiet_ms without a new one)
+//   {"cmd": "storm", "count": N, "room": "lobby", "welcome": "welcome", "limit": 120, "quiet_ms": 1500}
+//        open N clients of room `room` all at once (no limit on connections in flight, no retry),
+//        from the source addresses in turn; record per client when the Socket.IO CONNECT answer
+//        came, when the `welcome` event came (welcome null: the CONNECT answer is the welcome), and
+//        whether and why its connection ended. Answers once every client was welcomed or ended (or
+//        after limit seconds) and no client got a packet for quiet_ms
+//   {"cmd": "storm_message", "limit": 60, "quiet_ms": 3000}   one storm client sends one `message`;
+//        answer how many of the other storm clients got it
+//   {"cmd": "storm_report"}       the storm's per-client records, summed: welcomed, closed by the
+//        server, failed (and why), welcome times, who got the message
 //   {"cmd": "stats"}              counts of connected / closed clients
 //   {"cmd": "quit"}
 "use strict";
@@ -199,6 +209,12 @@ class Client {
   }
 }
 
+// Whether a connection's end (a reason of Client.lost / fail) came from the server: it closed
+// or reset the TCP connection, or closed the Engine.IO / Socket.IO session. Not: timeouts, refusals.
+function closedByServer(reason) {
+  return /^(socket closed|engine\.io close|server disconnect|error (ECONNRESET|EPIPE))/.test(reason);
+}
+
 // ---------------------------------------------------------------------------------
 // Worker process: holds a share of the receivers, counts what they receive.
 
@@ -219,16 +235,35 @@ function runWorker(args) {
   let watch = null;
 
   const messageRe = /"text":"b(\d+):(\d+):(\d+)/;
+  // The join storm: its clients (each with its record: opened / welcomed / ended, in ns), the
+  // welcome event (null: the CONNECT answer), the final message's text once sent.
+  let storm = null;
+  const recordOpen = (client) => {
+    if (!client.spec.storm) return;
+    client.openedAt = nowNs();
+    if (!storm.welcome) client.welcomedAt = client.openedAt;
+  };
+  const recordEnd = (client, reason) => {
+    if (!client.spec.storm || client.endReason) return;
+    client.endReason = reason;
+    client.endAt = nowNs();
+  };
 
   const hooks = {
     onOpen(client) {
-      inflight--;
+      recordOpen(client);
+      if (!client.spec.storm) inflight--;
       counts[client.spec.stalled ? "stalled" : "connected"]++;
-      pump();
+      if (!client.spec.storm) pump();
     },
     onFailed(client, reason) {
-      inflight--;
       clients.delete(client);
+      if (client.spec.storm) {
+        recordEnd(client, reason);
+        counts.failed++;
+        return;
+      }
+      inflight--;
       const attempt = (client.spec.attempt || 0) + 1;
       if (attempt <= retries) {
         queue.push({ ...client.spec, attempt });
@@ -240,6 +275,7 @@ function runWorker(args) {
       setTimeout(pump, 100);
     },
     onClosed(client, reason) {
+      recordEnd(client, reason);
       counts[client.spec.stalled ? "stalled" : "connected"]--;
       counts.closed++;
       clients.delete(client);
@@ -249,6 +285,13 @@ function runWorker(args) {
     onEvent(client, text) {
       counts.frames++;
       lastFrame = performance.now();
+      if (storm && client.spec.storm) {
+        if (storm.welcome && !client.welcomedAt && text.startsWith(storm.welcomePrefix)) client.welcomedAt = nowNs();
+        if (storm.finalText && !client.gotFinal && text.includes(storm.finalText)) {
+          client.gotFinal = nowNs();
+          storm.reached++;
+        }
+      }
       if (watch && text.startsWith(watch.prefix)) {
         if (!client.watched) watch.times.push(nowNs());
         client.watched = true;
@@ -323,6 +366,69 @@ function runWorker(args) {
       queue.push(...msg.specs);
       connectDone = () => process.send(stats());
       pump();
+    } else if (msg.type === "storm") {
+      storm = { welcome: msg.welcome, welcomePrefix: `42["${msg.welcome}"`, clients: [], finalText: null, reached: 0 };
+      for (const spec of msg.specs) {
+        const client = new Client({ ...spec, storm: true }, args.url, hooks);
+        clients.add(client);
+        storm.clients.push(client);
+      }
+      // All at once: every connection is started before any answer is read.
+      for (const client of storm.clients) client.start(msg.attemptTimeoutMs);
+      process.send({ type: "storm", started: storm.clients.length });
+    } else if (msg.type === "stormStats") {
+      let welcomed = 0;
+      let settled = 0;
+      let last = 0n;
+      for (const client of storm ? storm.clients : []) {
+        if (client.welcomedAt) {
+          welcomed++;
+          if (client.welcomedAt > last) last = client.welcomedAt;
+        }
+        if (client.welcomedAt || client.endReason) settled++;
+      }
+      const total = storm ? storm.clients.length : 0;
+      process.send({ type: "stormStats", total, welcomed, settled, last: String(last), reached: storm ? storm.reached : 0, quietMs: performance.now() - lastFrame });
+    } else if (msg.type === "stormSend") {
+      // The first storm client of this worker that is still open sends the message.
+      const client = storm && storm.clients.find((c) => c.state === "open" && c.ws);
+      storm.finalText = msg.text;
+      if (client) {
+        client.isSender = true;
+        client.send(`42["message","${msg.text}"]`);
+      }
+      process.send({ type: "stormSend", sent: !!client });
+    } else if (msg.type === "stormFinal") {
+      storm.finalText = msg.text;
+      process.send({ type: "stormFinal" });
+    } else if (msg.type === "stormReport") {
+      const t0 = BigInt(msg.t0);
+      const us = (t) => Number((t - t0) / 1000n);
+      const out = { type: "stormReport", total: 0, opened: 0, welcomed: 0, open_now: 0, closed_by_server: 0, failed: 0, ends: {}, welcome_us: [], open_us: [], final_expected: 0, final_reached: 0, final_missed_open: 0 };
+      for (const client of storm ? storm.clients : []) {
+        out.total++;
+        if (client.openedAt) {
+          out.opened++;
+          out.open_us.push(us(client.openedAt));
+        }
+        if (client.welcomedAt) {
+          out.welcomed++;
+          out.welcome_us.push(us(client.welcomedAt));
+        }
+        if (client.state === "open") out.open_now++;
+        if (client.endReason) {
+          const key = client.endReason.slice(0, 80);
+          out.ends[key] = (out.ends[key] || 0) + 1;
+          if (closedByServer(client.endReason)) out.closed_by_server++;
+          else out.failed++;
+        }
+        if (!client.isSender && (client.welcomedAt || client.openedAt)) {
+          out.final_expected++;
+          if (client.gotFinal) out.final_reached++;
+          else if (client.state === "open") out.final_missed_open++;
+        }
+      }
+      process.send(out);
     } else if (msg.type === "stats") {
       process.send(stats());
     } else if (msg.type === "phase") {
@@ -616,7 +722,90 @@ async function runCoordinator(args) {
     };
   }
 
+  // -- the join storm ------------------------------------------------------------
+  let stormT0 = null;
+
+  async function stormCmd(cmd) {
+    const perWorker = workers.map(() => []);
+    for (let k = 0; k < cmd.count; k++) {
+      const idx = nextIndex++;
+      const spec = { idx, room: cmd.room || "lobby", name: `s${idx}`, src: source(idx, cmd.source_prefix), transport: "websocket", namespace: "/" };
+      perWorker[idx % workers.length].push(spec);
+    }
+    const limitMs = (cmd.limit || 120) * 1000;
+    const quiet = cmd.quiet_ms || 1500;
+    const welcome = cmd.welcome || null;
+    stormT0 = nowNs();
+    const started = performance.now();
+    await Promise.all(workers.map((child, i) => ask(child, { type: "storm", specs: perWorker[i], welcome, attemptTimeoutMs: limitMs })));
+    let replies;
+    let settledMs = null;
+    for (;;) {
+      await sleep(100);
+      replies = await askAll({ type: "stormStats" });
+      const settled = replies.reduce((sum, r) => sum + r.settled, 0);
+      const elapsed = performance.now() - started;
+      if (settledMs === null && (settled >= cmd.count || elapsed > limitMs)) settledMs = elapsed;
+      const quietMs = Math.min(...replies.map((r) => r.quietMs));
+      if (settledMs !== null && (quietMs >= quiet || elapsed > limitMs + 60000)) break;
+    }
+    const last = replies.reduce((max, r) => (BigInt(r.last) > max ? BigInt(r.last) : max), 0n);
+    return {
+      clients: cmd.count,
+      welcomed: replies.reduce((sum, r) => sum + r.welcomed, 0),
+      settled: replies.reduce((sum, r) => sum + r.settled, 0),
+      settled_seconds: settledMs / 1000,
+      last_welcome_seconds: last ? Number(last - stormT0) / 1e9 : null,
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
+
+  async function stormMessage(cmd) {
+    const text = `storm-final-${nowNs()}`;
+    for (const child of workers) await ask(child, { type: "stormFinal", text });
+    const t0 = nowNs();
+    let sent = false;
+    for (const child of workers) {
+      if ((await ask(child, { type: "stormSend", text })).sent) {
+        sent = true;
+        break;
+      }
+    }
+    const started = performance.now();
+    const quiet = cmd.quiet_ms || 3000;
+    let reached = 0;
+    let expected = 0;
+    for (;;) {
+      await sleep(50);
+      const replies = await askAll({ type: "stormStats" });
+      reached = replies.reduce((sum, r) => sum + r.reached, 0);
+      expected = replies.reduce((sum, r) => sum + r.welcomed, 0) - 1;
+      const elapsed = performance.now() - started;
+      const quietMs = Math.min(...replies.map((r) => r.quietMs));
+      if (!sent || reached >= expected || elapsed > (cmd.limit || 60) * 1000 || (elapsed > quiet && quietMs > quiet)) break;
+    }
+    return { sent, reached, expected, seconds: Number(nowNs() - t0) / 1e9 };
+  }
+
+  async function stormReport() {
+    const replies = await askAll({ type: "stormReport", t0: String(stormT0) });
+    const out = { welcome_us: {}, open_us: {} };
+    for (const key of ["total", "opened", "welcomed", "open_now", "closed_by_server", "failed", "final_expected", "final_reached", "final_missed_open"]) {
+      out[key] = replies.reduce((sum, r) => sum + r[key], 0);
+    }
+    out.ends = addCounts(replies.map((r) => r.ends));
+    for (const key of ["welcome_us", "open_us"]) {
+      const times = replies.flatMap((r) => r[key]).sort((a, b) => a - b);
+      const pct = (p) => (times.length ? times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))] : null);
+      out[key] = { first: times[0] ?? null, p50: pct(50), p90: pct(90), p99: pct(99), last: times.at(-1) ?? null };
+    }
+    return out;
+  }
+
   const handlers = {
+    storm: stormCmd,
+    storm_message: stormMessage,
+    storm_report: stormReport,
     broadcast,
     connect,
     sender: openSender,

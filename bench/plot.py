@@ -44,8 +44,13 @@ def plot(results: dict, config: Config, path: Path) -> None:
 
     names = [name for name in SERVERS if name in results]
     scale = [name for name in SCALE_SERVERS if name in results and results[name].get("scale_fanout")]
-    fig, grid = plt.subplots(3 if scale else 2, 3, figsize=(15, 12.6 if scale else 8.4))
-    axes = grid.flatten()
+    storm = any(results[name].get("join_storm") for name in names)
+    rows = 2 + storm + bool(scale)
+    fig, grid = plt.subplots(rows, 3, figsize=(15, 4.2 * rows))
+    axes = list(grid.flatten())
+    storm_axes = axes[6:9] if storm else []
+    if storm:
+        del axes[6:9]  # the scale-out row comes after the storm's
 
     cpu = {f"WS {n:,}": fanout_get("fanout", n) for n in config.fanout_sizes}
     cpu |= {f"poll {n:,}": fanout_get("polling", n) for n in config.polling_sizes}
@@ -96,6 +101,8 @@ def plot(results: dict, config: Config, path: Path) -> None:
         f"server RSS growth, {config.slow_messages:,} messages of ~1 KB",
         "MiB (lower is better)",
     )
+    if storm:
+        plot_storm(storm_axes, results, names, config)
     handles, labels = axes[0].get_legend_handles_labels()
     if scale:
         scale_cpu = {f"WS {n:,}": total_cpu("scale_fanout", n) for n in config.scale_sizes}
@@ -122,7 +129,34 @@ def plot(results: dict, config: Config, path: Path) -> None:
                 handles.append(handle)
                 labels.append(label)
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 if scale else 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.24 / rows, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_storm(axes: list, results: dict, names: list[str], config: Config) -> None:
+    """The join-storm's row: who joined, how long and how much CPU it took, memory in one room after it."""
+
+    def storm(field: str) -> Value:
+        return lambda r: ((r.get("join_storm") or {}).get("storm") or {}).get(field)
+
+    n, m = config.storm_clients, config.storm_memory_clients
+    groups = {"welcomed": storm("welcomed"), "got the message\nafterwards": storm("message_reached")}
+    title = f"{n:,} clients join one room at once (Node, plain: CONNECT answer)"
+    bars(axes[0], results, names, groups, title, "clients (higher is better)")
+    groups = {"until the last welcome": storm("last_welcome_seconds"), "server CPU": storm("server_cpu_seconds")}
+    bars(axes[1], results, names, groups, f"{n:,} clients join one room at once", "s (lower is better)")
+
+    def rooms(result: dict) -> float | None:
+        rows = (result.get("memory") or {}).get("sizes", [])
+        return next((row["kib_per_connection"] for row in rows if row["size"] == m), None)
+
+    def one_room(result: dict) -> float | None:
+        return ((result.get("join_storm") or {}).get("memory") or {}).get("kib_per_connection")
+
+    groups = {
+        f"rooms of {config.room_size}": rooms,
+        f"one room, {config.storm_memory_wait:g} s after a storm": one_room,
+    }
+    bars(axes[2], results, names, groups, f"RSS per connection, {m:,} connections", "KiB (lower is better)")

@@ -92,3 +92,10 @@ def fd_limit(pid: int) -> int:
         if line.startswith("Max open files"):
             return int(line.split()[3])
     return -1
+
+
+def tcp_ext_counters(*names: str) -> dict[str, int]:
+    """Counters of the ``TcpExt`` lines of /proc/net/netstat (this network namespace), e.g. ListenOverflows."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+    values = dict(zip(lines[0][1:], (int(value) for value in lines[1][1:]), strict=True)) if len(lines) >= 2 else {}
+    return {name: values.get(name, 0) for name in names}

@@ -167,7 +167,148 @@ def figures(config: Config) -> list[Figure]:
             lower_is_better=False,
         )
     )
-    return out
+    return out + storm_figures(config)
+
+
+def storm_get(part: str, field_name: str) -> Callable[[dict], Any]:
+    """A field of the join-storm's ``part`` ("storm" or "memory")."""
+    return lambda r: ((r.get("join_storm") or {}).get(part) or {}).get(field_name)
+
+
+def storm_memory_ratio(result: dict) -> float | None:
+    """RSS per connection of the one-room storm / of the memory scenario's rooms at the same size."""
+    big = storm_get("memory", "kib_per_connection")(result)
+    size = storm_get("memory", "clients")(result)
+    small = next(
+        (row["kib_per_connection"] for row in (result.get("memory") or {}).get("sizes", []) if row["size"] == size),
+        None,
+    )
+    return big / small if big is not None and small else None
+
+
+def storm_figures(config: Config) -> list[Figure]:
+    n, m = config.storm_clients, config.storm_memory_clients
+    joined = f"{n:,} WebSocket clients joining one room at once"
+    return [
+        Figure(
+            "storm_welcomed",
+            f"{joined}: welcomed (Node, plain: got the CONNECT answer; no welcome event)",
+            "clients",
+            storm_get("storm", "welcomed"),
+            lower_is_better=False,
+        ),
+        Figure("storm_closed", f"{joined}: closed by the server", "clients", storm_get("storm", "closed_by_server")),
+        Figure(
+            "storm_failed",
+            f"{joined}: failed otherwise (timed out or refused, {config.storm_limit:g} s each)",
+            "clients",
+            storm_get("storm", "failed"),
+        ),
+        Figure(
+            "storm_last_welcome",
+            f"{joined}: time until the last welcome (Node, plain: CONNECT answer)",
+            "s",
+            storm_get("storm", "last_welcome_seconds"),
+        ),
+        Figure(
+            "storm_cpu",
+            f"{joined}: server CPU until the join traffic drained",
+            "s",
+            storm_get("storm", "server_cpu_seconds"),
+        ),
+        Figure(
+            "storm_overflows",
+            f"{joined}: the kernel's ListenOverflows during the storm",
+            "SYNs",
+            storm_get("storm", "listen_overflows"),
+        ),
+        Figure(
+            "storm_reach",
+            f"{joined}: clients that got one message sent afterwards by one of them (of {n - 1:,})",
+            "clients",
+            storm_get("storm", "message_reached"),
+            lower_is_better=False,
+        ),
+        Figure(
+            "storm_memory",
+            f"RSS per connection, {m:,} joined one room at once, {config.storm_memory_wait:g} s after joins drained",
+            "KiB",
+            storm_get("memory", "kib_per_connection"),
+        ),
+        Figure(
+            "storm_memory_ratio",
+            f"RSS per connection, {m:,} in one room after the storm / {m:,} idle in rooms of {config.room_size}",
+            "x",
+            storm_memory_ratio,
+        ),
+    ]
+
+
+def targets(results: dict, config: Config) -> list[dict]:
+    """The big-rooms issue's targets for the project in one process: value, limit and whether it met it."""
+    out: list[dict] = []
+    project, node = results.get("project") or {}, results.get("node") or {}
+
+    def target(text: str, got: float | None, limit: float | None, unit: str, lower: bool = True) -> None:
+        met = None if got is None or limit is None else (got <= limit if lower else got >= limit)
+        out.append({"target": text, "value": got, "limit": limit, "unit": unit, "met": met, "lower": lower})
+
+    if config.fanout_sizes:
+        size = max(config.fanout_sizes)  # the issue's: 5,000
+        get = fanout_get("fanout", size, "join_cpu_seconds")
+        ours, theirs = get(project), get(node)
+        ratio = ours / theirs if ours is not None and theirs else None
+        target(f"server CPU to join {size:,} clients to one room / Node's", ratio, 2, "x")
+    n = config.storm_clients
+    storm = (project.get("join_storm") or {}).get("storm")
+    if storm:
+        target(
+            f"join-storm: clients welcomed, of {n:,} joining one room at once", storm["welcomed"], n, "clients", False
+        )
+        target(f"join-storm: clients closed by the server, of {n:,}", storm["closed_by_server"], 0, "clients")
+        target(f"join-storm: time until the last of {n:,} welcomes", storm["last_welcome_seconds"], 30, "s")
+        target(
+            f"join-storm: clients that got one message afterwards, of {n - 1:,}",
+            storm["message_reached"],
+            n - 1,
+            "clients",
+            False,
+        )
+    ratio = storm_memory_ratio(project)
+    m = config.storm_memory_clients
+    target(f"RSS per connection, one room of {m:,} after a storm / rooms of {config.room_size}", ratio, 1.2, "x")
+    return [row for row in out if row["value"] is not None]
+
+
+def storm_details(results: dict) -> list[str]:
+    lines = []
+    for name, result in results.items():
+        js = result.get("join_storm")
+        if not js:
+            continue
+        s, m = js["storm"], js["memory"]
+        welcome = "welcome" if s["welcome_event"] else "CONNECT answer (no welcome event)"
+        w = s["welcome_ms"]
+        ends = ", ".join(f"{key}: {count:,}" for key, count in sorted(s["ends"].items())) or "none"
+        lines.append(
+            f"- join-storm, {name}: {s['clients']:,} clients of room {s['room']} started at once; "
+            f"{s['connect_answered']:,} got the CONNECT answer, {s['welcomed']:,} the {welcome} "
+            f"(first {fmt(w['first'])} ms, half {fmt(w['p50'])} ms, 99% {fmt(w['p99'])} ms, last {fmt(w['last'])} ms); "
+            f"connections ended: {ends}; every client settled after {s['settled_seconds']:.1f} s, "
+            f"the join traffic drained after {s['drained_seconds']:.1f} s; server CPU {s['server_cpu_seconds']:.1f} s; "
+            f"ListenOverflows +{s['listen_overflows']:,}, ListenDrops +{s['listen_drops']:,}; "
+            f"RSS {s['rss_before_kib'] / 1024:,.0f} -> {s['rss_after_kib'] / 1024:,.0f} MiB; one message then reached "
+            f"{s['message_reached']:,} of {s['message_expected']:,} others ({s['message_missed_open']:,} open ones "
+            f"missed it) in {s['message_seconds']:.2f} s"
+        )
+        lines.append(
+            f"- join-storm memory, {name}: {m['warm_connections']} warm-up clients in rooms, then {m['clients']:,} "
+            f"join one room at once ({m['welcomed']:,} welcomed, {m['connected']:,} connected at the end); RSS "
+            f"{m['warm_rss_kib'] / 1024:,.0f} MiB before, {m['drained_rss_kib'] / 1024:,.0f} MiB once drained "
+            f"({fmt(m['kib_per_connection_drained'])} KiB per connection), {m['rss_kib'] / 1024:,.0f} MiB "
+            f"{m['wait_seconds']:g} s later ({fmt(m['kib_per_connection'])} KiB per connection)"
+        )
+    return lines
 
 
 def details(results: dict, config: Config) -> list[str]:
@@ -531,7 +672,7 @@ def targets_markdown(rows: list[dict]) -> list[str]:
     lines = ["| target | measured | limit | met |", "| --- | ---: | ---: | --- |"]
     for row in rows:
         met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
-        sign = "<=" if row["unit"] != "clients" else ">="
+        sign = "<=" if row.get("lower", row["unit"] != "clients") else ">="
         lines.append(f"| {row['target']} | {fmt(row['value'])} {row['unit']} | {sign} {fmt(row['limit'])} | {met} |")
     return lines
 
@@ -559,7 +700,11 @@ def markdown(report: dict, results: dict, config: Config, scenarios: list[str]) 
         ", ".join(f"{name} {ver}" for name, ver in machine["packages"].items()),
     ]
     if report["table"]:
-        lines += ["", MAIN_TABLE.markdown(report["table"]), "", *details(results, config)]
+        lines += ["", MAIN_TABLE.markdown(report["table"]), ""]
+        if report.get("targets"):
+            lines += ["Targets of the big-rooms issue (the project in one process):", ""]
+            lines += [*targets_markdown(report["targets"]), ""]
+        lines += [*details(results, config), *storm_details(results)]
     if report.get("scale_table"):
         lines += [
             "",

@@ -22,6 +22,11 @@ reads the server's CPU time and memory from /proc. Scenarios (bench/scenarios/):
            alone and once with S stalled receivers in the room (connected, then they never
            read their socket again): deliveries and latency of the normal receivers, the
            server's RSS during the run, and when the server closed the stalled ones
+- join-storm: --storm-clients WebSocket clients join room "lobby" at once (no limit on connections
+           in flight): how many were welcomed (Node, plain: the CONNECT answer), closed by the server,
+           how soon the last welcome came, server CPU, the kernel's ListenOverflows; then one message
+           that every other client should get. Apart: --storm-memory-clients join one room at once,
+           --storm-memory-wait seconds later the RSS growth per connection
 - scale-fanout, scale-latency, scale-polling: the fan-out, latency and polling scenarios on
            --scale-servers: the project in one process, on 2 and 4 Gunicorn workers sharing a
            Redis (started here, redis-server), and Node's socket.io on a node:cluster of 2 with
@@ -73,6 +78,10 @@ DEFAULTS = {
     "slow_rate": (100, 300),
     "scale_sizes": ([6], [1000, 5000]),
     "scale_polling_sizes": ([6], [1000]),
+    "storm_clients": (200, 19000),
+    "storm_memory_clients": (20, 5000),  # a size of memory_sizes: the ratio to rooms of 50
+    "storm_memory_wait": (0.5, 35),
+    "storm_limit": (30, 120),
     "scale_max_clients": (40, 60000),
     "scale_max_workers": (2, 5),
 }
@@ -114,6 +123,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slow-messages", type=int, help="slow-clients: messages per run, default 6000")
     parser.add_argument("--slow-rate", type=float, help="slow-clients: messages per second, default 300")
     parser.add_argument("--slow-pad", type=int, default=1000, help="slow-clients: characters per message text")
+    parser.add_argument("--storm-clients", type=int, help="join-storm: clients joining one room at once, default 19000")
+    parser.add_argument(
+        "--storm-memory-clients", type=int, help="join-storm: clients of the memory-after-a-storm run, default 5000"
+    )
+    parser.add_argument(
+        "--storm-memory-wait", type=float, help="join-storm: seconds from drained to the RSS reading, default 35"
+    )
+    parser.add_argument(
+        "--storm-limit", type=float, help="join-storm: seconds a client may take to be welcomed, default 120"
+    )
     parser.add_argument("--max-backlog", type=int, help="SOCKETIO_MAX_BACKLOG for the project (default its own, 1000)")
     parser.add_argument(
         "--scale-servers",
@@ -214,6 +233,7 @@ def write(out: dict, config: Config, scenarios: list[str], out_dir: Path, plot_p
     """The tables of ``out`` (a run's report), then results.json, results.md and the plot."""
     results = out["results"]
     out["table"] = report.summarize(results, config)
+    out["targets"] = report.targets(results, config)
     out["scale_table"] = report.scale_summarize(results, config)
     out["scale_targets"] = report.scale_targets(results, config)
     out_dir.mkdir(parents=True, exist_ok=True)

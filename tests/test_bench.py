@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("project", "plain", "node")
 SCALE_SERVERS = ("project", "project-2w", "project-4w", "node-cluster")
-ONE_PROCESS = "fanout,latency,memory,polling,broadcast-max,slow-clients"
+ONE_PROCESS = "fanout,latency,memory,polling,broadcast-max,slow-clients,join-storm"
 
 
 def assert_all_delivered(rows: list[dict], where: tuple) -> None:
@@ -66,6 +66,19 @@ def test_quick_benchmark_delivers_every_message(tmp_path: Path) -> None:
             row = slow[phase]
             assert row["all_delivered"] and row["delivered"] == row["expected"] > 0, (name, phase, row)
             assert row["latency_us"]["p99"] is not None and row["rss_growth_kib"] is not None
+
+        storm = result["join_storm"]["storm"]
+        assert storm["welcomed"] == storm["clients"] > 0 and storm["closed_by_server"] == 0, (name, storm)
+        assert storm["message_reached"] == storm["message_expected"] == storm["clients"] - 1, (name, storm)
+        assert storm["last_welcome_seconds"] is not None and storm["server_cpu_seconds"] > 0
+        assert storm["listen_overflows"] is not None
+        storm_memory = result["join_storm"]["memory"]
+        assert storm_memory["connected"] == storm_memory["clients"], (name, storm_memory)
+        assert storm_memory["kib_per_connection"] is not None
+
+    targets = {row["target"] for row in report["targets"]}
+    assert any("join-storm" in target for target in targets) and any("Node's" in target for target in targets)
+    assert any("rooms of" in target for target in targets), targets
 
     for row in report["table"]:
         for name in SERVERS:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios import broadcast, fanout, latency, memory, scale_out, slow_clients
+from bench.scenarios import broadcast, fanout, join_storm, latency, memory, scale_out, slow_clients
 from bench.scenarios.base import Config
 
 
@@ -38,6 +38,7 @@ SCENARIOS = {
         Scenario("polling", "polling", fanout.polling),
         Scenario("broadcast-max", "broadcast", broadcast.run),
         Scenario("slow-clients", "slow", slow_clients.run),
+        Scenario("join-storm", "join_storm", join_storm.run),
         Scenario("scale-fanout", "scale_fanout", scale_out.fanout, scale_out=True),
         Scenario("scale-latency", "scale_latency", scale_out.latency, scale_out=True),
         Scenario("scale-polling", "scale_polling", scale_out.polling, scale_out=True),

@@ -43,6 +43,11 @@ class Config:
     quiet_ms: int
     settle_seconds: float
     time_limit: float
+    # join-storm (defaults: a results.json of before the scenario still renders)
+    storm_clients: int = 19000
+    storm_memory_clients: int = 5000
+    storm_memory_wait: float = 35
+    storm_limit: float = 120
     profile_dir: Path | None = None
     extra: dict = field(default_factory=dict)
 
