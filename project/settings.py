@@ -98,6 +98,8 @@ SOCKETIO_MAX_PAYLOAD = int(os.environ.get("SOCKETIO_MAX_PAYLOAD", 64 * 1024))
 SOCKETIO_MAX_BACKLOG = int(os.environ.get("SOCKETIO_MAX_BACKLOG", 1000))
 SOCKETIO_SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
 SOCKETIO_IDLE_AFTER = float(os.environ.get("SOCKETIO_IDLE_AFTER", 1))
+SOCKETIO_PING_INTERVAL = float(os.environ.get("SOCKETIO_PING_INTERVAL", 25))
+SOCKETIO_PING_TIMEOUT = float(os.environ.get("SOCKETIO_PING_TIMEOUT", 20))
 # Several processes or hosts: one Redis carries broadcasts and presence between them.
 REDIS_URL = os.environ.get("REDIS_URL") or None
 SOCKETIO_REDIS_URL = REDIS_URL

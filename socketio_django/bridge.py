@@ -13,10 +13,10 @@ import socketio
 from socketio import packet
 
 from . import dbconnections, memory, metrics, sessions, speedups, websocket
+from .engine import SocketIOProtocol
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
 from .redis_fanout import RedisFanoutManager
-from .websocket import EngineSocket
 
 logger = logging.getLogger("socketio_django")
 
@@ -46,7 +46,7 @@ def broadcast(event: str, *args: Any, room: str | None = None, namespace: str = 
     _running.emit(event, args[0] if len(args) == 1 else args, to=room, skip_sid=list(skip), namespace=namespace)
 
 
-class ViewServer(socketio.Server):
+class ViewServer(SocketIOProtocol, socketio.Server):
     """A gevent-mode ``socketio.Server`` that hands every connection to a WSGI view.
 
     On connect it runs ``view_application`` in a new greenlet with a copy of
@@ -54,7 +54,9 @@ class ViewServer(socketio.Server):
     :class:`SocketHandle`. The namespace picks the path: ``/`` is
     ``/<resource>/``, ``/echo`` is ``/<resource>/echo/``, so the URLconf maps
     namespaces to views. Incoming events go to the handle's inbox; the view's
-    return ends the connection.
+    return ends the connection. The protocol rules python-engineio and
+    python-socketio miss (heartbeat, handshake, upgrade, connect timeout)
+    come from :mod:`.engine`.
     """
 
     def __init__(
@@ -160,7 +162,6 @@ class ViewServer(socketio.Server):
             metrics.REFUSED.inc()
             logger.warning("refused a new client: SOCKETIO_MAX_CLIENTS (%d) reached", self.max_clients)
             return False
-        EngineSocket.adopt(self.eio.sockets[eio_sid])
         return super()._handle_eio_connect(eio_sid, environ)
 
     def shutdown_gracefully(self, timeout: float) -> bool:

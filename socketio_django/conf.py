@@ -33,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_REDIS_HEALTH_INTERVAL": 5.0,
     # Seconds a graceful shutdown (SIGTERM) may take before what still runs is cut short.
     "SOCKETIO_SHUTDOWN_TIMEOUT": 10.0,
+    # Engine.IO heartbeat: seconds between the server's pings, and seconds a client has to answer one.
+    "SOCKETIO_PING_INTERVAL": 25.0,
+    "SOCKETIO_PING_TIMEOUT": 20.0,
+    # Seconds a client may stay without connecting to any namespace before it is closed (Node's connectTimeout).
+    "SOCKETIO_CONNECT_TIMEOUT": 45.0,
 }
 
 
@@ -55,6 +60,9 @@ def server_options() -> dict[str, Any]:
         "db_connections_kept": setting("SOCKETIO_DB_CONNECTIONS_KEPT"),
         "redis_url": setting("SOCKETIO_REDIS_URL"),
         "redis_health_interval": setting("SOCKETIO_REDIS_HEALTH_INTERVAL"),
+        "ping_interval": setting("SOCKETIO_PING_INTERVAL"),
+        "ping_timeout": setting("SOCKETIO_PING_TIMEOUT"),
+        "connect_timeout": setting("SOCKETIO_CONNECT_TIMEOUT"),
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins

@@ -1,0 +1,289 @@
+"""Engine.IO v4 and Socket.IO v5 as their specifications say, where python-engineio and python-socketio do not.
+
+The rules come from the ``engine.io-protocol`` and ``socket.io-protocol``
+documents and their test suites (``tests/test_protocol.py`` checks each).
+Everything else stays python-engineio's, python-socketio's, and
+:mod:`.websocket`'s. What this module overrides, and why:
+
+:class:`ProtocolServer` (``engineio.Server``), the HTTP side:
+
+- The handshake announces ``pingInterval`` in milliseconds as configured:
+  python-engineio truncates it to whole seconds first (0.3 s became 0).
+- ``transport`` is a mandatory query parameter (python-engineio took a missing
+  one for ``polling``), and a method other than GET, POST or OPTIONS is a 400
+  (python-engineio: 405).
+- A POST is answered ``ok`` (python-engineio: ``OK``).
+- Before a request for a session is served, the session is brought up to
+  date: a missed pong closes it (so that poll is refused, not served the
+  ping: python-engineio looks only every ``pingTimeout``), and a WebSocket
+  being upgraded to handles what its client sent before this request (so a
+  poll after the upgrade's last packet is refused, not answered).
+
+:class:`ProtocolSocket` (the project's :class:`.websocket.EngineSocket`), one session:
+
+- The pong's deadline is a timer: a session whose pong is late is closed
+  then, and its pending poll gets the CLOSE packet (python-engineio meant to
+  send one, but its ``send`` drops it).
+- A client's CLOSE answers its pending poll with a NOOP (python-engineio: an
+  empty body, which is no payload at all).
+- A second poll while one is pending is refused and closes the session.
+- Upgrading: the probe and the UPGRADE packet are handled as soon as they are
+  read (:class:`UpgradingWebSocket`), and the NOOP meant for a poll is not
+  sent over the WebSocket when no poll took it.
+
+:class:`SocketIOProtocol`, a mixin for ``socketio.Server``:
+
+- A session whose first Socket.IO packet is not a CONNECT is closed.
+- A session that has connected to no namespace ``connect_timeout`` seconds
+  after its handshake is closed (Node's ``connectTimeout``, 45 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import socket
+import ssl
+import time
+import urllib.parse
+from typing import Any
+
+import engineio
+import gevent
+import gevent.ssl
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
+
+from .websocket import EngineSocket, WebSocketConnection, WriterQueue
+
+logger = logging.getLogger("socketio_django")
+
+# Methods Engine.IO answers; any other is a bad request.
+METHODS = ("GET", "POST", "OPTIONS")
+
+
+def milliseconds(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class ProtocolServer(engineio.Server):
+    """python-engineio's server with the handshake and request checks the specification asks for."""
+
+    def handle_request(self, environ: dict, start_response: Any) -> Any:
+        method = environ["REQUEST_METHOD"]
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        if method not in METHODS or (method != "OPTIONS" and "transport" not in query):
+            self._log_error_once(f"Bad request: {method} without a transport or not allowed", "bad-request")
+            response = self._bad_request("Bad request")
+            start_response(response["status"], response["headers"])
+            return [response["response"]]
+        session = self.sockets.get(query["sid"][0]) if "sid" in query else None
+        if isinstance(session, ProtocolSocket) and not session.closed and method != "OPTIONS":
+            session.catch_up()
+        return super().handle_request(environ, start_response)
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect" and args[0] in self.sockets:
+            # python-engineio built this socket a moment ago and queued its OPEN packet.
+            ProtocolSocket.adopt(self.sockets[args[0]])
+        return super()._trigger_event(event, *args, **kwargs)
+
+    def _ok(self, packets: Any = None, headers: Any = None, jsonp_index: Any = None) -> dict:
+        response = super()._ok(packets, headers, jsonp_index)
+        if packets is None:
+            response["response"] = b"ok"
+        return response
+
+
+class ProtocolSocket(EngineSocket):
+    """One Engine.IO session, with the heartbeat, close and upgrade rules of the specification."""
+
+    #: The WebSocket proving itself during an upgrade (None when there is none).
+    probing: UpgradingWebSocket | None = None
+    #: A poll of this session waits for packets.
+    polling = False
+    #: The client sent a Socket.IO CONNECT (see SocketIOProtocol).
+    namespace_requested = False
+
+    @classmethod
+    def adopt(cls, engineio_socket: Any) -> None:
+        super().adopt(engineio_socket)
+        for pkt in engineio_socket.queue.queue:
+            if pkt is not None and pkt.packet_type == eio_packet.OPEN:
+                server = engineio_socket.server
+                interval = server.ping_interval + server.ping_interval_grace_period
+                pkt.data["pingInterval"] = milliseconds(interval)
+                pkt.data["pingTimeout"] = milliseconds(server.ping_timeout)
+
+    # -- heartbeat -------------------------------------------------------
+
+    def schedule_ping(self) -> None:
+        if self.last_ping:
+            self.last_ping = None
+            # The ping counts from when it is due: a timer that fires late does not move the pong's deadline.
+            due = time.time() + self.server.ping_interval
+            timer = gevent.get_hub().loop.timer(self.server.ping_interval)
+            timer.start(self._ping_due, timer, due)
+
+    def _ping_due(self, timer: Any, due: float) -> None:
+        timer.close()
+        if self.closing or self.closed:
+            return
+        self.last_ping = due
+        self.send(eio_packet.Packet(eio_packet.PING))
+        self._watch_pong(due)
+
+    def _watch_pong(self, ping: float) -> None:
+        timer = gevent.get_hub().loop.timer(max(0.0, ping + self.server.ping_timeout - time.time()))
+        timer.start(self._pong_due, timer, ping)
+
+    def _pong_due(self, timer: Any, ping: float) -> None:
+        timer.close()
+        if self.last_ping != ping or self.closing or self.closed:
+            return  # answered (or gone)
+        if time.time() - ping <= self.server.ping_timeout:
+            return self._watch_pong(ping)  # the loop's clock ran ahead of the wall clock
+        # Closing runs the disconnect handlers, which may block: not in the event loop itself.
+        gevent.spawn(self._close_if_pong_late)
+        return None
+
+    def _close_if_pong_late(self) -> None:
+        if not self.closed:
+            self.check_ping_timeout()
+
+    def check_ping_timeout(self) -> bool:
+        if self.closed:
+            raise eio_exceptions.SocketIsClosedError()
+        if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
+            logger.info("%s: no pong within %ss, closing the session", self.sid, self.server.ping_timeout)
+            # python-engineio's close(abort=False) sends its CLOSE through send(), which checks
+            # the timeout again and drops it: queue it here (a pending poll ends with it).
+            self.queue.put(eio_packet.Packet(eio_packet.CLOSE))
+            self.close(wait=False, abort=True, reason=self.server.reason.PING_TIMEOUT)
+            return False
+        return True
+
+    def catch_up(self) -> None:
+        """Before a request is served: close the session if its pong is late; let an upgrading WebSocket read."""
+        if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
+            self.check_ping_timeout()
+        elif self.probing is not None:
+            self.probing.read_now()
+
+    # -- long-polling ----------------------------------------------------
+
+    def handle_get_request(self, environ: dict, start_response: Any) -> Any:
+        upgrade = "upgrade" in environ.get("HTTP_CONNECTION", "").lower() and environ.get("HTTP_UPGRADE")
+        if upgrade or self.upgrading:
+            return super().handle_get_request(environ, start_response)
+        if self.polling:
+            logger.info("%s: a second poll while one is pending, closing the session", self.sid)
+            self.close(wait=False, reason=self.server.reason.TRANSPORT_ERROR)
+            raise eio_exceptions.QueueEmpty()
+        self.polling = True
+        try:
+            return super().handle_get_request(environ, start_response)
+        finally:
+            self.polling = False
+
+    def receive(self, pkt: eio_packet.Packet) -> None:
+        if pkt.packet_type == eio_packet.CLOSE and not self.upgraded and not self.closed:
+            self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll cleanly
+        super().receive(pkt)
+
+    # -- upgrade ---------------------------------------------------------
+
+    def _upgrade_websocket(self, environ: dict, start_response: Any) -> Any:
+        websocket = environ.get("wsgi.websocket")
+        connection = getattr(getattr(websocket, "handler", None), "socket", None)
+        plain = connection is not None and not isinstance(connection, (ssl.SSLSocket, gevent.ssl.SSLSocket))
+        probing = self.probing is not None and not self.probing.closed
+        if not plain or not self.connected or self.upgraded or probing:
+            return super()._upgrade_websocket(environ, start_response)
+        # EngineSocket's upgrade over plain TCP, with an UpgradingWebSocket.
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.upgrading = True
+        self.probing = UpgradingWebSocket(self, connection, True)
+        environ["wsgi.input"] = io.BytesIO()
+        websocket.closed = True
+        websocket.handler.close_connection = True
+        websocket.handler.rfile.close()
+        return []
+
+    def attach(self, transport: WebSocketConnection) -> None:
+        self.probing = None
+        if isinstance(self.queue, WriterQueue):
+            # The NOOP that answered a poll during the probe means nothing on a WebSocket.
+            kept = [item for item in self.queue.take_all() if item is None or item.packet_type != eio_packet.NOOP]
+            for item in kept:
+                self.queue.put(item)
+        super().attach(transport)
+
+
+class UpgradingWebSocket(WebSocketConnection):
+    """A WebSocket upgrading a long-polling session: it handles the probe and UPGRADE as soon as it reads them.
+
+    :class:`.websocket.WebSocketConnection` hands every packet to a greenlet
+    that runs later; a poll arriving meanwhile would still be served although
+    the upgrade's packets came first. These two never block, so they are
+    handled where they are read; everything after them goes the usual way.
+    """
+
+    __slots__ = ()
+
+    def read_now(self) -> None:
+        """Read what the client sent, if the event loop has not yet."""
+        if not self.closed and self._reading.active:
+            self._on_readable()
+
+    def _hand_over(self, item: Any) -> None:
+        if self.probe is not None and self._handler is None and not self._unhandled and isinstance(item, (bytes, str)):
+            self._handle(item)
+            if self.probe is None or self.closed:
+                socket = self.engineio_socket
+                if socket.probing is self:
+                    socket.probing = None
+            return
+        super()._hand_over(item)
+
+
+class SocketIOProtocol:
+    """A mixin for ``socketio.Server``: :class:`ProtocolServer` underneath, and the connection rules of Socket.IO v5."""
+
+    def __init__(self, *args: Any, connect_timeout: float | None = 45.0, **kwargs: Any) -> None:
+        #: Seconds a session may go without connecting to a namespace (None: for ever).
+        self.connect_timeout = connect_timeout
+        super().__init__(*args, **kwargs)
+
+    def _engineio_server_class(self) -> type:
+        return ProtocolServer
+
+    def _handle_eio_connect(self, eio_sid: str, environ: dict) -> Any:
+        accepted = super()._handle_eio_connect(eio_sid, environ)
+        if accepted is not False and self.connect_timeout:
+            timer = gevent.get_hub().loop.timer(self.connect_timeout)
+            timer.start(self._connect_due, timer, eio_sid)
+        return accepted
+
+    def _connect_due(self, timer: Any, eio_sid: str) -> None:
+        timer.close()
+        session = self.eio.sockets.get(eio_sid)
+        if session is None or session.closing or session.closed:
+            return
+        namespaces = self.manager.get_namespaces()
+        if any(self.manager.sid_from_eio_sid(eio_sid, namespace) is not None for namespace in namespaces):
+            return
+        logger.info("closing %s: no namespace connected within %ss", eio_sid, self.connect_timeout)
+        gevent.spawn(session.close, wait=False, reason=self.reason.SERVER_DISCONNECT)
+
+    def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        session = self.eio.sockets.get(eio_sid)
+        if session is not None and not getattr(session, "namespace_requested", True):
+            if not (isinstance(data, str) and data[:1] == "0"):
+                logger.warning("disconnecting %s: its first packet is not a CONNECT", eio_sid)
+                self.start_background_task(self.eio.disconnect, eio_sid)
+                return
+            session.namespace_requested = True
+        super()._handle_eio_message(eio_sid, data)
