@@ -210,3 +210,31 @@ def test_each_way_queues_a_burst_of_thousands_of_connections(start, way):
     # For a listening socket, `ss` shows the accept queue's size as Send-Q.
     listening = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=True)
     assert [int(line.split()[2]) for line in listening.stdout.splitlines()] == [somaxconn]
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_runsocketio_reloader_shuts_down_gracefully_on_a_signal_to_its_parent(start, clients, sig):
+    server = start("runsocketio-reloading", SOCKETIO_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
+    client = clients.adopt(Client(server.url, "polling", auth={"room": "ops", "name": "stayer"}))
+    client.connect().wait_for("welcome")
+    assert client.say("before the signal")["ok"] is True
+    parent = server.process.pid
+    [child] = wait_until(lambda: _children(parent), what="the reloader's child")
+
+    os.kill(parent, sig)  # the parent alone: it hands the signal on and waits
+    assert server.process.wait(SHUTDOWN_TIMEOUT + 10) == 0
+    client.wait_for("disconnect")
+    assert "shut down in" in server.log(), server.log()
+    assert not _alive_pid(child)
+
+
+def _alive_pid(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

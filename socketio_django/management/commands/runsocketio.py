@@ -3,7 +3,9 @@
 It follows ``runserver``: the same address syntax, the auto-reloader
 (``--noreload`` turns it off), the system checks and the warning about
 unapplied migrations (``--migrate`` applies them instead). SIGTERM or Ctrl-C
-shuts down gracefully within ``SOCKETIO_SHUTDOWN_TIMEOUT`` seconds.
+shuts down gracefully within ``SOCKETIO_SHUTDOWN_TIMEOUT`` seconds; under the
+auto-reloader too: its parent process hands the signal to the serving child
+and waits for it (Django's would kill the child at once).
 
 gevent must patch the standard library before Django loads: ``manage.py``
 does that when its first argument is ``runsocketio``.
@@ -13,6 +15,10 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
+import os
+import signal
+import subprocess
 import sys
 from typing import Any
 
@@ -22,6 +28,9 @@ from django.db import connections
 
 from socketio_django.conf import get_socketio_application, setting
 from socketio_django.server import SocketIOServer
+
+# The signals that stop the server gracefully.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 BIND_ERRORS = {
     errno.EACCES: "You don't have permission to access that port.",
@@ -38,9 +47,22 @@ class Command(RunserverCommand):
         super().add_arguments(parser)
         parser.add_argument("--migrate", action="store_true", help="Apply unapplied migrations before serving.")
 
+    def run(self, **options: Any) -> None:
+        from django.utils import autoreload
+
+        if options["use_reloader"] and os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) != "true":
+            sys.exit(serve_through_reloader())
+        super().run(**options)  # the reloader's child (Django's reloader watches files), or --noreload
+
     def inner_run(self, *args: Any, **options: Any) -> None:
         from django.utils import autoreload
 
+        if options["use_reloader"]:
+            # A Ctrl-C reaches the parent and this child alike, and the parent passes it on too:
+            # the second must not end the drain the first started (with no handler, it would kill).
+            import gevent
+
+            self.repeated_signals = [gevent.signal_handler(signum, lambda: None) for signum in STOP_SIGNALS]
         autoreload.raise_last_exception()
         if not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
@@ -64,3 +86,39 @@ class Command(RunserverCommand):
             f"Socket.IO server listening on http://{address}:{server.server_port}/\nQuit the server with CONTROL-C."
         )
         server.serve_until_stopped(setting("SOCKETIO_SHUTDOWN_TIMEOUT"))
+        if options["use_reloader"]:
+            # Django's reloader watches files in the main thread for ever: this child ends here.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(0)
+
+
+def serve_through_reloader() -> int:
+    """The reloader's parent: run the server in a child, again each time it exits to reload (status 3).
+
+    Django's ``restart_with_reloader`` kills the child when the parent gets
+    SIGTERM or Ctrl-C, cutting its graceful shutdown short. Here the parent
+    passes the signal on to the child and waits for it to finish.
+    """
+    from django.utils import autoreload
+
+    environ = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
+    stopping = False
+    while True:
+        child = subprocess.Popen(autoreload.get_child_arguments(), env=environ, close_fds=False)
+
+        def forward(signum: int, frame: Any, child: subprocess.Popen = child) -> None:
+            nonlocal stopping
+            stopping = True
+            if child.poll() is None:
+                child.send_signal(signum)
+
+        previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+        try:
+            returncode = child.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if returncode != 3 or stopping:
+            return returncode
