@@ -105,6 +105,8 @@ class ProtocolSocket(EngineSocket):
     polling = False
     #: The client sent a Socket.IO CONNECT (see SocketIOProtocol).
     namespace_requested = False
+    #: The timer of the pong's deadline, while a ping waits for its pong.
+    pong_timer: Any = None
 
     @classmethod
     def adopt(cls, engineio_socket: Any) -> None:
@@ -121,6 +123,9 @@ class ProtocolSocket(EngineSocket):
     def schedule_ping(self) -> None:
         if self.last_ping:
             self.last_ping = None
+            if self.pong_timer is not None:  # the pong came: no deadline any more
+                self.pong_timer.close()
+                self.pong_timer = None
             # The ping counts from when it is due: a timer that fires late does not move the pong's deadline.
             due = time.time() + self.server.ping_interval
             timer = gevent.get_hub().loop.timer(self.server.ping_interval)
@@ -135,11 +140,13 @@ class ProtocolSocket(EngineSocket):
         self._watch_pong(due)
 
     def _watch_pong(self, ping: float) -> None:
-        timer = gevent.get_hub().loop.timer(max(0.0, ping + self.server.ping_timeout - time.time()))
-        timer.start(self._pong_due, timer, ping)
+        self.pong_timer = gevent.get_hub().loop.timer(max(0.0, ping + self.server.ping_timeout - time.time()))
+        self.pong_timer.start(self._pong_due, self.pong_timer, ping)
 
     def _pong_due(self, timer: Any, ping: float) -> None:
         timer.close()
+        if self.pong_timer is timer:
+            self.pong_timer = None
         if self.last_ping != ping or self.closing or self.closed:
             return  # answered (or gone)
         if time.time() - ping <= self.server.ping_timeout:
@@ -156,11 +163,12 @@ class ProtocolSocket(EngineSocket):
         if self.closed:
             raise eio_exceptions.SocketIsClosedError()
         if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
-            logger.info("%s: no pong within %ss, closing the session", self.sid, self.server.ping_timeout)
-            # python-engineio's close(abort=False) sends its CLOSE through send(), which checks
-            # the timeout again and drops it: queue it here (a pending poll ends with it).
-            self.queue.put(eio_packet.Packet(eio_packet.CLOSE))
-            self.close(wait=False, abort=True, reason=self.server.reason.PING_TIMEOUT)
+            if not self.closing:
+                logger.info("%s: no pong within %ss, closing the session", self.sid, self.server.ping_timeout)
+                # python-engineio's close(abort=False) sends its CLOSE through send(), which checks
+                # the timeout again and drops it: queue it here (a pending poll ends with it).
+                self.queue.put(eio_packet.Packet(eio_packet.CLOSE))
+                self.close(wait=False, abort=True, reason=self.server.reason.PING_TIMEOUT)
             return False
         return True
 
