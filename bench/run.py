@@ -195,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     run_servers = {name for scenario in scenarios for name in scenario.servers(config, args.servers)}
     results: dict[str, dict] = {name: {} for name in [*args.servers, *sorted(run_servers - set(args.servers))]}
     merged_from = None
+    earlier_scenarios: list[str] = []  # scenarios of the earlier run(s) at the same project commit
     previous = out_dir / "results.json"
     if args.merge and previous.exists():
         earlier = json.loads(previous.read_text())
         results = {**earlier["results"], **{name: dict(earlier["results"].get(name, {})) for name in results}}
         command = f"{earlier['command']}; then {command}"
         merged_from = earlier["machine"].get("merged_from") or earlier["machine"].get("project_commit")
+        earlier_commit = earlier["machine"].get("project_commit")
+        earlier_scenarios = earlier["machine"].get("scenarios", []) if earlier["machine"].get("merged_from") else []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
@@ -211,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             machine["project_uncommitted_changes"] = False
         if merged_from:
             machine["merged_from"] = merged_from  # the project commit of the scenarios of the earlier run
+            if earlier_commit == machine["project_commit"]:
+                args.scenarios = [*earlier_scenarios, *(n for n in args.scenarios if n not in earlier_scenarios)]
+            machine["scenarios"] = args.scenarios  # the scenarios measured at project_commit
         for scenario in scenarios:
             for name in scenario.servers(config, args.servers):
                 log(f"{scenario.name}: {name}")
@@ -251,7 +257,9 @@ def render(out_dir: Path, plot_path: Path | None) -> int:
     out = json.loads((out_dir / "results.json").read_text())
     known = {item.name for item in dataclasses.fields(Config)}
     config = Config(**{key: value for key, value in out["config"].items() if key in known})
-    scenarios = [name for name in SCENARIOS if any(SCENARIOS[name].key in r for r in out["results"].values())]
+    scenarios = out["machine"].get("scenarios") or [
+        name for name in SCENARIOS if any(SCENARIOS[name].key in r for r in out["results"].values())
+    ]
     write(out, config, scenarios, out_dir, plot_path)
     return 0
 
