@@ -28,8 +28,9 @@ Everything else stays python-engineio's, python-socketio's, and
   empty body, which is no payload at all).
 - A second poll while one is pending is refused and closes the session.
 - Upgrading: the probe and the UPGRADE packet are handled as soon as they are
-  read (:class:`UpgradingWebSocket`), and the NOOP meant for a poll is not
-  sent over the WebSocket when no poll took it.
+  read (:class:`UpgradingWebSocket`), the NOOP meant for a poll is not sent
+  over the WebSocket when no poll took it, and a second WebSocket while one
+  proves itself is closed (python-engineio let both probe).
 
 :class:`SocketIOProtocol`, a mixin for ``socketio.Server``:
 
@@ -206,8 +207,12 @@ class ProtocolSocket(EngineSocket):
         websocket = environ.get("wsgi.websocket")
         connection = getattr(getattr(websocket, "handler", None), "socket", None)
         plain = connection is not None and not isinstance(connection, (ssl.SSLSocket, gevent.ssl.SSLSocket))
-        probing = self.probing is not None and not self.probing.closed
-        if not plain or not self.connected or self.upgraded or probing:
+        if self.probing is not None and not self.probing.closed and websocket is not None:
+            # One WebSocket per session: a second one while the first proves itself is closed.
+            logger.info("%s: a second WebSocket during the upgrade, closing it", self.sid)
+            websocket.close()
+            return []
+        if not plain or not self.connected or self.upgraded:
             return super()._upgrade_websocket(environ, start_response)
         # EngineSocket's upgrade over plain TCP, with an UpgradingWebSocket.
         with contextlib.suppress(OSError):

@@ -378,6 +378,18 @@ def test_second_websocket_after_the_upgrade_is_closed(spec_server):
     ws.close()
 
 
+def test_second_websocket_during_the_upgrade_is_closed(spec_server):
+    sid, _ = open_polling(spec_server)
+    ws = ws_connect(spec_server, f"&transport=websocket&sid={sid}")
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    second = ws_connect(spec_server, f"&transport=websocket&sid={sid}")
+    assert closed_by_server(second) == []
+    ws.send("5")  # the first one completes the upgrade
+    connect_echo(ws)
+    ws.close()
+
+
 # -- Socket.IO: connect, disconnect, events, acknowledgements, binary ------
 
 
