@@ -300,6 +300,11 @@ def storm_details(results: dict) -> list[str]:
             f"RSS {s['rss_before_kib'] / 1024:,.0f} -> {s['rss_after_kib'] / 1024:,.0f} MiB; one message then reached "
             f"{s['message_reached']:,} of {s['message_expected']:,} others ({s['message_missed_open']:,} open ones "
             f"missed it) in {s['message_seconds']:.2f} s"
+            + (
+                "; server log: " + (", ".join(f"{k} {v:,}" for k, v in sorted(s["server_log_reasons"].items())) or "-")
+                if s.get("server_log_reasons") is not None
+                else ""
+            )
         )
         lines.append(
             f"- join-storm memory, {name}: {m['warm_connections']} warm-up clients in rooms, then {m['clients']:,} "
@@ -428,6 +433,7 @@ def other_cpu_shares(result: dict) -> list[float]:
     rows = [*result.get("fanout", []), *result.get("polling", []), *result.get("scale_fanout", [])]
     rows += result.get("scale_polling", [])
     rows += [result[key] for key in ("latency", "scale_latency") if result.get(key)]
+    rows += [result["join_storm"]["storm"]] if result.get("join_storm") else []
     return [row["other_cpu_share"] for row in rows if row.get("other_cpu_share") is not None]
 
 

@@ -19,14 +19,24 @@ Two fresh servers per server under test:
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.processes import log, tcp_ext_counters
-from bench.scenarios.base import Config, Session
+from bench.scenarios.base import Config, Meter, Session
 
 ROOM = "lobby"
 COUNTERS = ("ListenOverflows", "ListenDrops")
+
+
+def log_reasons(text: str) -> dict[str, int]:
+    """The project's log: how many connections were refused or disconnected, by reason."""
+    counts: Counter[str] = Counter()
+    for match in re.finditer(r" (refused|disconnect) .*reason=(['\"])(.*?)\2", text):
+        counts[f"{match.group(1)}: {match.group(3)}"] += 1
+    return dict(counts)
 
 
 def welcome_event(name: str) -> str | None:
@@ -47,6 +57,7 @@ def storm(name: str, config: Config, workdir: Path, project_dir: Path, clients: 
         rss_before = session.server.rss_kib()
         counters_before = tcp_ext_counters(*COUNTERS)
         cpu_before = session.server.cpu_seconds()
+        meter = Meter(session)
         joined = session.load(
             "storm",
             count=clients,
@@ -57,12 +68,14 @@ def storm(name: str, config: Config, workdir: Path, project_dir: Path, clients: 
             timeout=limit + 180,
         )
         cpu = session.server.cpu_seconds() - cpu_before
+        machine = meter.stop()
         counters = {key: value - counters_before[key] for key, value in tcp_ext_counters(*COUNTERS).items()}
         rss_after = session.server.rss_kib()
         session.check_alive()
         message = session.load("storm_message", limit=60, quiet_ms=5000, timeout=120)
         report = session.load("storm_report")
         session.check_alive()
+        server_log = log_reasons(session.server.log_text()) if name.startswith("project") else None
     last = report["welcome_us"]["last"]
     result = {
         "clients": clients,
@@ -83,6 +96,10 @@ def storm(name: str, config: Config, workdir: Path, project_dir: Path, clients: 
             key: value / 1000 if value is not None else None for key, value in report["open_us"].items()
         },
         "server_cpu_seconds": cpu,
+        "loadgen_cpu_seconds": machine["loadgen"],
+        # CPU of other processes during the storm, in cores: well above 0, the machine was not quiet.
+        "other_cpu_share": machine["other"] / joined["seconds"] if joined["seconds"] else None,
+        "server_log_reasons": server_log,
         "listen_overflows": counters["ListenOverflows"],
         "listen_drops": counters["ListenDrops"],
         "rss_before_kib": rss_before,
