@@ -36,6 +36,12 @@ class FanoutManager(socketio.Manager):
         #: client is a room: 19,000 clients leaving at once cost 19,000 squared lookups.
         self.rooms_of: dict[tuple[str, str], set[Any]] = {}
 
+    def pre_connect(self, eio_sid: str, namespace: str) -> str | None:
+        # python-socketio keeps the clients waiting for their CONNECT in a list: each emit would
+        # copy it and each accept search it, thousands long when everyone reconnects at once.
+        self.pending_connect.setdefault(namespace, _SidSet())
+        return super().pre_connect(eio_sid, namespace)
+
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
         self.rooms_of.setdefault((namespace, sid), set()).add(room)
@@ -88,8 +94,10 @@ class FanoutManager(socketio.Manager):
         """Send an encoded Socket.IO packet to this process's clients of ``room`` but those in ``skip``."""
         # Clients whose view has not accepted them yet are in the namespace's rooms already:
         # they must not hear anything before their CONNECT (they may yet be refused).
-        skip.update(self.pending_connect.get(namespace, ()))
-        recipients = [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip]
+        pending = self.pending_connect.get(namespace) or ()
+        recipients = [
+            eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip and sid not in pending
+        ]
         eio = self.server.eio
         others, full = eio.websockets.write(recipients, frame(("4" + encoded).encode()), self.max_backlog)
         for connection in full:
@@ -147,3 +155,13 @@ class FanoutManager(socketio.Manager):
         engineio_socket.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
         if queue.transport is not None:
             queue.transport.abort()
+
+
+class _SidSet(dict):
+    """The list python-socketio keeps of the clients waiting for their CONNECT, with O(1) ``in`` and ``remove``."""
+
+    def append(self, sid: str) -> None:
+        self[sid] = None
+
+    def remove(self, sid: str) -> None:
+        del self[sid]

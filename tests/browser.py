@@ -18,6 +18,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# What Chromium logs as errors while the server restarts: a refused WebSocket, a refused poll.
+RESTARTING = ("WebSocket connection", "ERR_CONNECTION_REFUSED")
 WAIT_MS = 10_000  # any expected change on the page
 RECONNECT_WAIT_MS = 30_000  # a restarted server, found again by the client's backoff
 PHONE = {"viewport": {"width": 390, "height": 664}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
@@ -41,8 +43,7 @@ class ChatPage:
         self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
 
     def _console(self, message) -> None:
-        if message.type == "error" and "WebSocket connection" not in message.text:
-            # (A WebSocket refused while the server restarts is logged as an error; it is expected.)
+        if message.type == "error" and not any(expected in message.text for expected in RESTARTING):
             self.problems.append(message.text)
 
     def open(self, room: str, name: str | None = None, transport: str | None = None) -> ChatPage:
