@@ -100,6 +100,7 @@ SOCKETIO_SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10
 SOCKETIO_IDLE_AFTER = float(os.environ.get("SOCKETIO_IDLE_AFTER", 1))
 SOCKETIO_PING_INTERVAL = float(os.environ.get("SOCKETIO_PING_INTERVAL", 25))
 SOCKETIO_PING_TIMEOUT = float(os.environ.get("SOCKETIO_PING_TIMEOUT", 20))
+SOCKETIO_CONNECT_TIMEOUT = float(os.environ.get("SOCKETIO_CONNECT_TIMEOUT", 45))
 # Several processes or hosts: one Redis carries broadcasts and presence between them.
 REDIS_URL = os.environ.get("REDIS_URL") or None
 SOCKETIO_REDIS_URL = REDIS_URL
