@@ -5,12 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The browser tests drive Debian's Chromium (Playwright's own download does not work everywhere);
-# the TLS test makes its certificate with openssl; the scale-out tests start their own redis-server;
+# the TLS test makes its certificate with openssl; the scale-out tests start their own redis-server
+# (and tests/test_postgres.py its own PostgreSQL);
 # the listen-queue test reads it with ss.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v haproxy >/dev/null || missing+=(haproxy)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 command -v ss >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
