@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # The browser tests drive Debian's Chromium (Playwright's own download does not work everywhere);
 # the TLS test makes its certificate with openssl; the scale-out tests start their own redis-server
-# (and tests/test_postgres.py its own PostgreSQL);
+# and haproxy (and tests/test_postgres.py its own PostgreSQL);
 # the listen-queue test reads it with ss.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
