@@ -59,18 +59,28 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("CHAT_DATABASE_PATH", BASE_DIR / "db.sqlite3"),
-        "OPTIONS": {
-            # WAL: readers never wait for the writer, and a commit appends to one file
-            # instead of creating and deleting a journal (with NORMAL, no fsync per commit).
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-        },
+if os.environ.get("DATABASE_URL"):
+    # PostgreSQL (or any database dj-database-url knows): postgres://user:password@host:5432/name.
+    # psycopg 3 waits with gevent when gevent patched the standard library before it was imported
+    # (run_example.py, manage.py runsocketio and the Gunicorn workers do). CONN_HEALTH_CHECKS: a
+    # connection kept open between views (socketio_django.dbconnections) that the server has
+    # closed meanwhile (a restart) is replaced before use instead of failing a message.
+    import dj_database_url
+
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("CHAT_DATABASE_PATH", BASE_DIR / "db.sqlite3"),
+            "OPTIONS": {
+                # WAL: readers never wait for the writer, and a commit appends to one file
+                # instead of creating and deleting a journal (with NORMAL, no fsync per commit).
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
     }
-}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True
@@ -126,6 +136,8 @@ CHAT_PRESENCE_NAMES_UP_TO = int(os.environ.get("CHAT_PRESENCE_NAMES_UP_TO", 100)
 CHAT_PRESENCE_COUNT_EVERY = float(os.environ.get("CHAT_PRESENCE_COUNT_EVERY", 5))
 CHAT_MEMBERS_PAGE = int(os.environ.get("CHAT_MEMBERS_PAGE", 100))
 CHAT_PRESENCE_TTL = float(os.environ.get("CHAT_PRESENCE_TTL", 15))
+# Bearer token of POST /api/rooms/<room>/messages (chatroom/api.py); unset: that endpoint is off.
+CHAT_API_TOKEN = os.environ.get("CHAT_API_TOKEN") or None
 
 LOGGING = {
     "version": 1,

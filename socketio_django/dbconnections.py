@@ -39,7 +39,9 @@ def _create_connection(alias: str) -> Any:
         connection = free.pop()
         # Django checks that a connection stays in the thread that made it: it is this one's now.
         connection._thread_ident = _thread.get_ident()
-        # With CONN_HEALTH_CHECKS, one the database closed meanwhile is replaced on first use.
+        # With CONN_HEALTH_CHECKS, one the database closed meanwhile (a PostgreSQL restart) is replaced
+        # on first use. Django checks once per request, and a view's request lasts as long as its client.
+        connection.health_check_done = False
         connection.close_if_health_check_failed()
         return connection
     return connections._create_unpooled(alias)

@@ -109,3 +109,13 @@ def instances(tmp_path, redis_server):
     yield start
     for instance in started:
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session's tests (tests/postgres.py); each test makes its own database."""
+    from .postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
