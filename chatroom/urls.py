@@ -1,10 +1,11 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "chatroom"
 
 urlpatterns = [
     path("", views.chat_page, name="lobby"),
     path("r/<slug:room>/", views.chat_page, name="room"),
+    path("api/rooms/<str:room>/messages", api.post_message, name="post-message"),
 ]

@@ -111,8 +111,7 @@ class RedisFanoutManager(FanoutManager):
         rooms = list(room) if isinstance(room, (list, tuple)) else [room]
         for index, target in enumerate(rooms):
             # Each room's channel; a receiver skips its clients in the rooms before this one, which got it there.
-            header = json.dumps([namespace, rooms[: index + 1], skip, len(attachments)]).encode()
-            message = b"\n".join([header, encoded, *attachments])
+            message = encode_message(namespace, rooms[: index + 1], skip, encoded, attachments)
             if self._publish(self._channel_for(namespace, target), message) is False:
                 super().emit(event, data, namespace, room=target, skip_sid=skip_sid, **kwargs)
 
@@ -121,8 +120,7 @@ class RedisFanoutManager(FanoutManager):
         encoded = self._encode_event(namespace, data)
         if encoded is not None:
             return encoded.encode(), []
-        text, *attachments = self.server.packet_class(packet.EVENT, namespace=namespace, data=data).encode()
-        return text.encode(), [base64.b64encode(attachment) for attachment in attachments]
+        return encode_packet(self.server.packet_class, namespace, data)
 
     def _publish(self, channel: bytes, message: bytes) -> bool | None:
         """Publish ``message``: True if Redis took it, False if not (then the caller delivers
@@ -154,8 +152,7 @@ class RedisFanoutManager(FanoutManager):
         owner = sessions.owner_of(room)
         if owner is not None:
             return self._channel_name(f"#{owner}")
-        # JSON: no namespace and room make the name of another pair ("/:a" and "a" against "/" and ":a:a").
-        return self._channel_name(json.dumps([namespace, room], separators=(",", ":")))
+        return room_channel(self.prefix, namespace, room)
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
         # Subscribed first: once the client is in the room, what it is sent live is what was
@@ -282,6 +279,31 @@ class RedisFanoutManager(FanoutManager):
             return bool(self.redis.ping())
         except (redis.RedisError, OSError):
             return False
+
+
+def room_channel(prefix: str, namespace: str, room: Any) -> bytes:
+    """The Redis channel of ``room`` in ``namespace`` (None: the whole namespace)."""
+    # JSON: no namespace and room make the name of another pair ("/:a" and "a" against "/" and ":a:a").
+    return f"{prefix}:{json.dumps([namespace, room], separators=(',', ':'))}".encode()
+
+
+def encode_message(namespace: str, rooms: list, skip: list, encoded: bytes, attachments: list[bytes]) -> bytes:
+    """What is published for an emit: a JSON header line, the Socket.IO packet, its attachments in base64.
+
+    ``rooms`` ends with the room of the channel it goes to; a receiver skips its clients
+    of the rooms before it (they got it there), and the session ids in ``skip``.
+    """
+    header = json.dumps([namespace, rooms, skip, len(attachments)]).encode()
+    return b"\n".join([header, encoded, *attachments])
+
+
+def encode_packet(packet_class: Any, namespace: str, data: list) -> tuple[bytes, list[bytes]]:
+    """A Socket.IO EVENT packet as text, and its binary attachments in base64."""
+    encoded = packet_class(packet.EVENT, namespace=namespace, data=data).encode()
+    if isinstance(encoded, str):
+        return encoded.encode(), []
+    text, *attachments = encoded
+    return text.encode(), [base64.b64encode(attachment) for attachment in attachments]
 
 
 class _Silent(Exception):
