@@ -261,7 +261,8 @@ class ViewServer(SocketIOProtocol, socketio.Server):
             ):
                 raise ValueError(f"more than {MAX_ATTACHMENTS} binary attachments")
             super()._handle_eio_message(eio_sid, data)
-        except (ValueError, TypeError, KeyError, IndexError) as error:
+        # RecursionError: JSON nested deeper than Python's stack (python-socketio's decoder).
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as error:
             metrics.MALFORMED.inc()
             logger.warning("disconnecting %s: malformed packet (%s: %s)", eio_sid, type(error).__name__, error)
             # Not inline: closing waits for the send queue, which a long-polling POST cannot drain.

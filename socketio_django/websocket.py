@@ -271,7 +271,9 @@ class WebSocketConnection:
         except (ValueError, TypeError, IndexError, KeyError) as error:
             metrics.MALFORMED.inc()
             logger.warning("disconnecting %s: malformed Engine.IO packet (%s)", socket.sid, error)
-            self._unhandled.clear()
+            # Nothing more of its packets, but the "client gone" marker stays: dropping it would
+            # leave the session open (a ghost, online) until its ping timeout.
+            self._unhandled[:] = [later for later in self._unhandled if later is _GONE]
             return self._lost(CLOSE_PROTOCOL_ERROR)
         if self.probe is not None:
             return self._upgrade(pkt)

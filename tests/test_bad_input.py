@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+import websocket
 
 from .helpers import RawSocket
 
@@ -180,3 +181,34 @@ def test_malformed_polling_request_affects_only_its_session(server, clients, roo
         poll = requests.get(session, timeout=10)  # answered at once with a CLOSE packet ("1"), or refused
         assert poll.status_code == 400 or "1" in poll.text.split("\x1e"), (poll.status_code, poll.text)
     assert bystander.say("unaffected")["ok"] is True
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_deeply_nested_json_disconnects_its_sender_with_one_log_line(fresh_server, clients, room, transport):
+    server = fresh_server()
+    listener = clients.join(server.url, room, "listener")
+    nested = "[" * 10_000 + "]" * 10_000  # deeper than Python's recursion limit, under the 64 KB packet limit
+    if transport == "websocket":
+        attacker = RawSocket(server.url, {"room": room, "name": "attacker"})
+        attacker.send(f'42["message",{nested}]')
+        assert attacker.frames_until_closed() is not None
+    else:
+        attacker = clients.join(server.url, room, "attacker", "polling")
+        attacker.sio.eio.send(f'2["message",{nested}]')  # an Engine.IO MESSAGE carrying that Socket.IO packet
+        attacker.wait_for("disconnect")
+    assert "malformed packet (RecursionError" in server.log()
+    assert "Traceback" not in server.log()
+    assert listener.say("still here")["ok"] is True
+
+
+def test_a_malformed_packet_then_a_close_leaves_no_ghost(fresh_server, clients, room):
+    server = fresh_server()
+    watcher = clients.join(server.url, room, "watcher")
+    ghost = RawSocket(server.url, {"room": room, "name": "ghost"})
+    ghost.next_events(1, "welcome")
+    # In one segment: a packet that is not Engine.IO, then the close handshake.
+    frames = [websocket.ABNF.create_frame("x", websocket.ABNF.OPCODE_TEXT), websocket.ABNF.create_frame(b"", 8)]
+    ghost.ws.sock.sendall(b"".join(frame.format() for frame in frames))
+    ghost.ws.sock.close()
+    # Gone at once, not at the ping timeout (45 s).
+    assert watcher.wait_for("announcement", lambda note: note["kind"] == "leave")["name"] == "ghost"
