@@ -107,6 +107,11 @@ class ViewServer(SocketIOProtocol, socketio.Server):
     # -- connection lifetime ---------------------------------------------
 
     def _on_connect(self, namespace: str, sid: str, environ: dict, auth: Any) -> None:
+        if not _canonical(namespace):
+            # "//" or "/echo/" would reach the same view as "/" or "/echo" (the URL ignores the
+            # slashes): every spelling one more session on one connection, each with its own limits.
+            metrics.REFUSED.inc()
+            raise socketio.exceptions.ConnectionRefusedError("Invalid namespace")
         handle = SocketHandle(self, namespace, sid, auth, self.inbox_size)
         self.handles[sid] = handle
         view = self.views.spawn(self._run_view, handle, self._view_environ(environ, handle))
@@ -286,6 +291,13 @@ class ViewServer(SocketIOProtocol, socketio.Server):
                 self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=list(values)))
 
         handle.deliver(Message(event=data[0], args=tuple(data[1:]), _ack=ack))
+
+
+def _canonical(namespace: str) -> bool:
+    """Whether ``namespace`` is written one way only: ``/``, or ``/name`` with single slashes inside."""
+    return namespace == NAMESPACE or (
+        namespace.startswith("/") and not namespace.endswith("/") and "//" not in namespace
+    )
 
 
 def _refusal_reason(code: int, status_line: str, content: bytes) -> str:

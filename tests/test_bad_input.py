@@ -212,3 +212,11 @@ def test_a_malformed_packet_then_a_close_leaves_no_ghost(fresh_server, clients, 
     ghost.ws.sock.close()
     # Gone at once, not at the ping timeout (45 s).
     assert watcher.wait_for("announcement", lambda note: note["kind"] == "leave")["name"] == "ghost"
+
+
+@pytest.mark.parametrize("namespace", ["//", "///", "/echo/", "//echo"])
+def test_a_namespace_spelled_with_extra_slashes_is_refused(server, namespace):
+    # Each would reach the chat's or the echo's view again: one more session on the same connection.
+    raw = RawSocket(server.url, {"room": "lobby", "name": "slasher"}, namespace=namespace)
+    assert raw.ws.recv() == f'44{namespace},{{"message":"Invalid namespace"}}'
+    raw.close()
