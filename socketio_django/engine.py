@@ -41,6 +41,7 @@ Everything else stays python-engineio's, python-socketio's, and
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import io
 import logging
@@ -55,7 +56,9 @@ import gevent
 import gevent.ssl
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 
+from . import metrics
 from .websocket import EngineSocket, WebSocketConnection, WriterQueue
 
 logger = logging.getLogger("socketio_django")
@@ -90,6 +93,20 @@ class ProtocolServer(engineio.Server):
             ProtocolSocket.adopt(self.sockets[args[0]])
         return super()._trigger_event(event, *args, **kwargs)
 
+    def disconnect(self, sid: str | None = None) -> None:
+        """Close a session without waiting for its send queue to drain.
+
+        python-engineio waits, and only the session's next poll drains a polling
+        session's queue: a POST that closed its own session (too big, not
+        Engine.IO) was never answered, and its socket leaked.
+        """
+        if sid is None:
+            return super().disconnect()
+        session = self.sockets.pop(sid, None)
+        if session is not None:
+            session.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+        return None
+
     def _ok(self, packets: Any = None, headers: Any = None, jsonp_index: Any = None) -> dict:
         response = super()._ok(packets, headers, jsonp_index)
         if packets is None:
@@ -99,6 +116,22 @@ class ProtocolServer(engineio.Server):
 
 class ProtocolSocket(EngineSocket):
     """One Engine.IO session, with the heartbeat, close and upgrade rules of the specification."""
+
+    def handle_post_request(self, environ: dict) -> None:
+        """A long-polling POST: a body that is not Engine.IO packets closes the session (400), in one log line."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > self.server.max_http_buffer_size:
+            logger.warning("closing %s: a long-polling body of %d bytes is over the limit", self.sid, length)
+            raise eio_exceptions.ContentTooLongError()
+        try:
+            body = environ["wsgi.input"].read(length).decode("utf-8")
+            packets = eio_payload.Payload(encoded_payload=body).packets
+        except (UnicodeDecodeError, ValueError, TypeError, IndexError, KeyError, binascii.Error) as error:
+            metrics.MALFORMED.inc()
+            logger.warning("closing %s: not Engine.IO packets (%s: %s)", self.sid, type(error).__name__, error)
+            raise eio_exceptions.EngineIOError() from None
+        for pkt in packets:
+            self.receive(pkt)
 
     #: The WebSocket proving itself during an upgrade (None when there is none).
     probing: UpgradingWebSocket | None = None

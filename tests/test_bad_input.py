@@ -161,26 +161,28 @@ def test_binary_event_whose_attachment_never_comes_blocks_nobody(server, clients
 
 
 @pytest.mark.parametrize(
-    ("body", "closes_session"),
+    ("body", "status"),
     [
-        # Not even Engine.IO packets: python-engineio logs them and ignores them.
-        (b"garbage", False),
-        (b"\xff\xfe", False),
+        # Not Engine.IO packets, or too big: that POST is refused and its session closed.
+        (b"garbage", 400),
+        (b"\xff\xfe", 400),
+        (b"4" + b"x" * 200_000, 400),
         # Engine.IO messages that are not Socket.IO packets: the bridge closes that session.
-        (b"4:", True),
-        (b'42["message"', True),
+        (b"4:", 200),
+        (b'42["message"', 200),
     ],
 )
-def test_malformed_polling_request_affects_only_its_session(server, clients, room, body, closes_session):
+def test_malformed_polling_request_affects_only_its_session(server, clients, room, body, status):
     bystander = clients.join(server.url, room, "bystander", "polling")
+    tracebacks = server.log().count("Traceback")
     handshake = requests.get(server.url + "/socket.io/?EIO=4&transport=polling", timeout=10)
     sid = handshake.text.split('"sid":"')[1].split('"')[0]
     session = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
-    assert requests.post(session, data=body, timeout=10).status_code == 200
-    if closes_session:
-        poll = requests.get(session, timeout=10)  # answered at once with a CLOSE packet ("1"), or refused
-        assert poll.status_code == 400 or "1" in poll.text.split("\x1e"), (poll.status_code, poll.text)
+    assert requests.post(session, data=body, timeout=10).status_code == status  # answered at once
+    poll = requests.get(session, timeout=10)  # answered at once with a CLOSE packet ("1"), or refused
+    assert poll.status_code == 400 or "1" in poll.text.split("\x1e"), (poll.status_code, poll.text)
     assert bystander.say("unaffected")["ok"] is True
+    assert server.log().count("Traceback") == tracebacks
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
