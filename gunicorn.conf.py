@@ -60,6 +60,10 @@ def on_starting(server):
     In a child process: Django loaded in the master, before gevent patches the
     workers, would share one database connection between all greenlets.
     """
+    # The workers inherit it: every client holds a socket.
+    from socketio_django.limits import raise_open_files_limit
+
+    server.log.info("open files: at most %d per worker", raise_open_files_limit())
     manage = [sys.executable, str(Path(__file__).with_name("manage.py"))]
     subprocess.run([*manage, "migrate", "--no-input", "--verbosity", "0"], check=True)
     subprocess.run([*manage, "collectstatic", "--no-input", "--verbosity", "0"], check=True)

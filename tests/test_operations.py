@@ -238,3 +238,18 @@ def _alive_pid(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_each_way_raises_its_open_files_limit_to_the_hard_limit(tmp_path, way):
+    """A common default of 1,024 open files would cap the server near a thousand clients."""
+    options = WAYS[way]
+    command = ["bash", "-c", 'ulimit -Sn 1024 && exec "$@"', "bash", *options["command"]]
+    server = ServerProcess(tmp_path, env=options.get("env", {}), command=command).start()
+    try:
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+        soft, hard = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+        assert soft == hard and int(soft) > 1024
+        wait_until(lambda: f"open files: at most {soft}" in server.log(), what="the limit in the log")
+    finally:
+        server.stop()

@@ -27,6 +27,7 @@ from django.core.management.commands.runserver import Command as RunserverComman
 from django.db import connections
 
 from socketio_django.conf import get_socketio_application, setting
+from socketio_django.limits import raise_open_files_limit
 from socketio_django.server import SocketIOServer
 
 # The signals that stop the server gracefully.
@@ -73,6 +74,7 @@ class Command(RunserverCommand):
         for connection in connections.all(initialized_only=True):
             connection.close()
 
+        raise_open_files_limit()
         try:
             server = SocketIOServer((self.addr, int(self.port)), get_socketio_application())
             server.start()
