@@ -6,7 +6,7 @@ import pytest
 import requests
 import websocket
 
-from .helpers import RawSocket
+from .helpers import RawSocket, wait_until
 
 
 def history(clients, server, room):
@@ -222,3 +222,10 @@ def test_a_namespace_spelled_with_extra_slashes_is_refused(server, namespace):
     raw = RawSocket(server.url, {"room": "lobby", "name": "slasher"}, namespace=namespace)
     assert raw.ws.recv() == f'44{namespace},{{"message":"Invalid namespace"}}'
     raw.close()
+
+
+def test_a_forged_host_header_is_refused_in_one_log_line(fresh_server):
+    server = fresh_server()
+    assert requests.get(server.url + "/", headers={"Host": "evil.example"}, timeout=10).status_code == 400
+    wait_until(lambda: "Invalid HTTP_HOST header: 'evil.example'" in server.log(), what="the log line")
+    assert "Traceback" not in server.log()
