@@ -35,6 +35,31 @@ class FanoutManager(socketio.Manager):
         #: finds a leaving client's rooms by looking through every room of the namespace, and each
         #: client is a room: 19,000 clients leaving at once cost 19,000 squared lookups.
         self.rooms_of: dict[tuple[str, str], set[Any]] = {}
+        #: (namespace, room) -> {token: callback(encoded packet)}: plain HTTP views waiting on its broadcasts.
+        self.listeners: dict[tuple[str, Any], dict[str, Any]] = {}
+
+    def add_listener(self, namespace: str, room: Any, token: str, callback: Any) -> None:
+        """Call ``callback`` with each Socket.IO packet (text) broadcast to ``room`` from now on (:mod:`.listeners`).
+
+        ``token`` enters the room as a participant with no Engine.IO socket, so that a
+        backend (Redis) subscribes for it as for a client; deliveries skip it.
+        """
+        self.listeners.setdefault((namespace, room), {})[token] = callback
+        self.basic_enter_room(token, namespace, room, eio_sid=token)
+
+    def _listeners_of(self, namespace: str, room: Any) -> dict[str, Any]:
+        rooms = room if isinstance(room, (list, tuple)) else [room]
+        found: dict[str, Any] = {}
+        for each in rooms:
+            found.update(self.listeners.get((namespace, each), {}))
+        return found
+
+    def remove_listener(self, namespace: str, room: Any, token: str) -> None:
+        listeners = self.listeners.get((namespace, room), {})
+        if listeners.pop(token, None) is not None:
+            if not listeners:
+                del self.listeners[(namespace, room)]
+            self.basic_leave_room(token, namespace, room)
 
     def pre_connect(self, eio_sid: str, namespace: str) -> str | None:
         # python-socketio keeps the clients waiting for their CONNECT in a list: each emit would
@@ -115,6 +140,10 @@ class FanoutManager(socketio.Manager):
                 engineio_socket.send(queued)
                 delivered += 1
         metrics.DELIVERED.inc(delivered)
+        if self.listeners:
+            for token, callback in list(self._listeners_of(namespace, room).items()):
+                if token not in skip:
+                    callback(encoded)
 
     def _encode_event(self, namespace: str, data: list) -> str | None:
         """A Socket.IO EVENT packet as python-socketio encodes it; None if ``data`` holds bytes.
@@ -132,6 +161,7 @@ class FanoutManager(socketio.Manager):
     def _emit_slowly(self, event: str, data: Any, namespace: str, room: Any, skip: set, callback: Any, **kwargs: Any):
         """python-socketio's own emit, for acknowledged or binary events."""
         skip.update(self.pending_connect.get(namespace, ()))
+        skip.update(self._listeners_of(namespace, room))  # no socket to send to (binary events: not heard)
         metrics.DELIVERED.inc(sum(sid not in skip for sid, _ in self.get_participants(namespace, room)))
         return super().emit(event, data, namespace, room=room, skip_sid=list(skip), callback=callback, **kwargs)
 
