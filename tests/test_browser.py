@@ -11,6 +11,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from .browser import PHONE, RECONNECT_WAIT_MS, WAIT_MS, ChatPage, launch, take_screenshots
+from .helpers import wait_until
 
 READER_ZONE = "Asia/Kolkata"  # UTC+05:30: local times differ visibly from UTC
 
@@ -324,3 +325,26 @@ def test_after_a_restart_mid_send_the_page_shows_what_it_missed_once(person, fre
     stored = [message["text"] for message in reader.wait_for("replay")["messages"]]
     assert stored.count("sent as the server stops") == 1 and set(missed) <= set(stored)
     assert alice.texts() == stored  # everything, once, in order
+
+
+def test_eventsource_in_chromium_follows_a_room(person, server, clients, room):
+    page = person(room, name="reader").page
+    writer = clients.join(server.url, room, "writer")
+    first = writer.say("before the stream")["id"]
+    # The page's own origin: EventSource needs no library, and the CSP allows its own origin.
+    page.evaluate(
+        """room => {
+            window.streamed = [];
+            const events = new EventSource(`/r/${room}/events`);
+            events.onmessage = (event) => window.streamed.push([event.lastEventId, JSON.parse(event.data).text]);
+        }""",
+        room,
+    )
+
+    def streamed() -> list:
+        return page.evaluate("() => window.streamed")  # (the page's CSP forbids wait_for_function's eval)
+
+    wait_until(lambda: len(streamed()) >= 1, what="the history through EventSource")
+    second = writer.say("live")["id"]
+    wait_until(lambda: len(streamed()) >= 2, what="the live message through EventSource")
+    assert streamed() == [[str(first), "before the stream"], [str(second), "live"]]
