@@ -100,19 +100,6 @@ def child_exit(server, worker):
         multiprocess.mark_process_dead(worker.pid)
 
 
-def post_fork(server, worker):
-    """With psycopg2 and psycogreen installed, make PostgreSQL queries yield to other greenlets.
-
-    Otherwise one slow query would stall every client of this worker.
-    """
-    try:
-        from psycogreen.gevent import patch_psycopg  # imports psycopg2
-    except ImportError:
-        return  # SQLite (the default): no driver to patch
-    patch_psycopg()
-    worker.log.info("psycopg2 made gevent-cooperative (psycogreen)")
-
-
 def post_worker_init(worker):
     """On SIGTERM, drain Socket.IO first: turn new clients away, send the connected ones off."""
     import gevent
