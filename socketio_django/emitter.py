@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .redis_fanout import encode_message, encode_packet, room_channel
+from .redis_fanout import channel_for, encode_message, encode_packet
 
 # The prefix of the channel names, as RedisFanoutManager's default.
 PREFIX = "socketio"
@@ -42,7 +42,7 @@ class RedisEmitter:
         """
         encoded, attachments = encode_packet(self.packet_class, namespace, [event, *args])
         message = encode_message(namespace, [room], [], encoded, attachments)
-        return self.redis.publish(room_channel(self.prefix, namespace, room), message)
+        return self.redis.publish(channel_for(self.prefix, namespace, room), message)
 
     def close(self) -> None:
         self.redis.close()

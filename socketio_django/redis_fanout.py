@@ -80,7 +80,7 @@ class RedisFanoutManager(FanoutManager):
         self._lost_since: float | None = None
         self._connected = False
         self._publish_failing = False
-        self.own_channel = self._channel_name(f"#{sessions.process_token()}")
+        self.own_channel = process_channel(prefix, sessions.process_token())
         self._channels[self.own_channel] = gevent.event.Event()
 
     def initialize(self) -> None:
@@ -112,7 +112,7 @@ class RedisFanoutManager(FanoutManager):
         for index, target in enumerate(rooms):
             # Each room's channel; a receiver skips its clients in the rooms before this one, which got it there.
             message = encode_message(namespace, rooms[: index + 1], skip, encoded, attachments)
-            if self._publish(self._channel_for(namespace, target), message) is False:
+            if self._publish(channel_for(self.prefix, namespace, target), message) is False:
                 super().emit(event, data, namespace, room=target, skip_sid=skip_sid, **kwargs)
 
     def _encode_for_redis(self, namespace: str, data: list) -> tuple[bytes, list[bytes]]:
@@ -144,27 +144,17 @@ class RedisFanoutManager(FanoutManager):
 
     # -- channels --------------------------------------------------------
 
-    def _channel_name(self, suffix: str) -> bytes:
-        return f"{self.prefix}:{suffix}".encode()
-
-    def _channel_for(self, namespace: str, room: Any) -> bytes:
-        """The channel of ``room`` (None: the whole namespace), or of the process owning that client."""
-        owner = sessions.owner_of(room)
-        if owner is not None:
-            return self._channel_name(f"#{owner}")
-        return room_channel(self.prefix, namespace, room)
-
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
         # Subscribed first: once the client is in the room, what it is sent live is what was
         # published after (a view reading the room's past next misses nothing, repeats little).
         if room != sid:
-            self._subscribe(self._channel_for(namespace, room))
+            self._subscribe(channel_for(self.prefix, namespace, room))
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)
         if room != sid and room not in self.rooms.get(namespace, {}):
-            channel = self._channel_for(namespace, room)
+            channel = channel_for(self.prefix, namespace, room)
             if self._channels.pop(channel, None) is not None and self._pubsub is not None:
                 self._command(self._pubsub.unsubscribe, channel)
 
@@ -281,10 +271,19 @@ class RedisFanoutManager(FanoutManager):
             return False
 
 
-def room_channel(prefix: str, namespace: str, room: Any) -> bytes:
-    """The Redis channel of ``room`` in ``namespace`` (None: the whole namespace)."""
+def channel_for(prefix: str, namespace: str, room: Any) -> bytes:
+    """The Redis channel of ``room`` in ``namespace`` (None: the whole namespace), or, when ``room``
+    is a client's id, the channel of the process that owns it."""
+    owner = sessions.owner_of(room)
+    if owner is not None:
+        return process_channel(prefix, owner)
     # JSON: no namespace and room make the name of another pair ("/:a" and "a" against "/" and ":a:a").
     return f"{prefix}:{json.dumps([namespace, room], separators=(',', ':'))}".encode()
+
+
+def process_channel(prefix: str, token: str) -> bytes:
+    """The Redis channel of the process whose session ids start with ``token`` (JSON names start with "[")."""
+    return f"{prefix}:#{token}".encode()
 
 
 def encode_message(namespace: str, rooms: list, skip: list, encoded: bytes, attachments: list[bytes]) -> bytes:
