@@ -20,6 +20,7 @@ Each process batches its own clients' changes and sends them with
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from typing import Any
@@ -29,6 +30,8 @@ from django.conf import settings
 from socketio_django import broadcast
 
 from . import presence
+
+logger = logging.getLogger("chatroom")
 
 
 def watchers_room(room: str) -> str:
@@ -80,7 +83,10 @@ class Announcer:
                 **self.count_untold,
                 **{room: changes[0][3] for room, changes in pending.items()},
             }.items():
-                self.flush(room, namespace, pending.get(room, []))
+                try:
+                    self.flush(room, namespace, pending.get(room, []))
+                except Exception:  # one room's failure must not end the thread: every room would go quiet
+                    logger.exception("could not announce the presence changes of room %s", room)
 
     def flush(self, room: str, namespace: str, changes: list[tuple[str, str, str, str]]) -> None:
         """Send ``room``'s ``changes`` (and, in a big room, its count when it is due)."""
