@@ -20,6 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+# Imports nothing of Django, Redis or prometheus-client: the master must not load them before forking.
+from socketio_django.limits import listen_backlog, raise_open_files_limit
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Hashed, compressed static files, served by WhiteNoise.
 os.environ.setdefault("DJANGO_STATIC_MANIFEST", "1")
@@ -35,8 +38,7 @@ _SHARED = bool(os.environ.get("REDIS_URL")) and not os.environ.get("GUNICORN_CER
 workers = int(os.environ.get("GUNICORN_WORKERS") or ((os.cpu_count() or 1) if _SHARED else 1))
 # The accept queue: the kernel's largest (net.core.somaxconn), so that thousands of clients
 # reconnecting at once (after a deploy) are queued, not refused.
-_SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
-backlog = int(_SOMAXCONN.read_text()) if _SOMAXCONN.exists() else 2048
+backlog = listen_backlog()
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 10000))
 # The gevent worker heartbeats from its own greenlet, so long-lived sockets never
 # trip this timeout; it only catches a worker whose event loop is stuck.
@@ -61,8 +63,6 @@ def on_starting(server):
     workers, would share one database connection between all greenlets.
     """
     # The workers inherit it: every client holds a socket.
-    from socketio_django.limits import raise_open_files_limit
-
     server.log.info("open files: at most %d per worker", raise_open_files_limit())
     manage = [sys.executable, str(Path(__file__).with_name("manage.py"))]
     subprocess.run([*manage, "migrate", "--no-input", "--verbosity", "0"], check=True)

@@ -1,4 +1,4 @@
-"""The process's open-files limit, raised to what the system allows.
+"""Kernel limits a server meets with thousands of clients: open files, and the accept queue.
 
 Every client holds a socket, and a common default soft limit is 1,024 open
 files: past about a thousand clients, new connections (and the health check,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import resource
+from pathlib import Path
 
 logger = logging.getLogger("socketio_django")
 
@@ -26,3 +27,15 @@ def raise_open_files_limit() -> int:
             logger.warning("could not raise the open-files limit from %d: %s", soft, error)
     logger.info("open files: at most %d (about that many clients per process)", soft)
     return soft
+
+
+def listen_backlog() -> int:
+    """The kernel's largest accept queue (``net.core.somaxconn``), for bursts of thousands of connections.
+
+    gevent's default, 128 (Gunicorn's, 2,048), overflows when every client reconnects at once
+    (after a restart): the kernel then refuses connections the server never sees.
+    """
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return 4096

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -14,20 +13,9 @@ from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
 from .bridge import SocketIOApplication, ViewServer, WSGIApplication
+from .limits import listen_backlog
 
 logger = logging.getLogger("socketio_django")
-
-
-def listen_backlog() -> int:
-    """The kernel's largest accept queue (``net.core.somaxconn``), for bursts of thousands of connections.
-
-    gevent's default, 128, overflows when every client reconnects at once (after a restart):
-    the kernel then refuses connections the server never sees.
-    """
-    try:
-        return int(Path("/proc/sys/net/core/somaxconn").read_text())
-    except (OSError, ValueError):
-        return 4096
 
 
 class SocketIOServer(WSGIServer):
