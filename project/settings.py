@@ -128,6 +128,7 @@ CHAT_RATE_LIMIT_BURST = int(os.environ.get("CHAT_RATE_LIMIT_BURST", 30))
 # With Redis, who is online is shared by every process; a process that stops renewing its
 # entries for CHAT_PRESENCE_TTL seconds (it died) has its users taken off the lists.
 CHAT_REDIS_URL = REDIS_URL
+CHAT_PRESENCE_TTL = float(os.environ.get("CHAT_PRESENCE_TTL", 15))
 # Presence in big rooms (chatroom/announcer.py): joins and leaves go out once per window; rooms of
 # more than CHAT_PRESENCE_NAMES_UP_TO people hear counts (every CHAT_PRESENCE_COUNT_EVERY s at most),
 # not names; welcome and `members` name CHAT_MEMBERS_PAGE people at a time.
@@ -135,7 +136,6 @@ CHAT_PRESENCE_WINDOW = float(os.environ.get("CHAT_PRESENCE_WINDOW", 0.25))
 CHAT_PRESENCE_NAMES_UP_TO = int(os.environ.get("CHAT_PRESENCE_NAMES_UP_TO", 100))
 CHAT_PRESENCE_COUNT_EVERY = float(os.environ.get("CHAT_PRESENCE_COUNT_EVERY", 5))
 CHAT_MEMBERS_PAGE = int(os.environ.get("CHAT_MEMBERS_PAGE", 100))
-CHAT_PRESENCE_TTL = float(os.environ.get("CHAT_PRESENCE_TTL", 15))
 # Bearer token of POST /api/rooms/<room>/messages (chatroom/api.py); unset: that endpoint is off.
 CHAT_API_TOKEN = os.environ.get("CHAT_API_TOKEN") or None
 
