@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -9,15 +10,38 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
+from socketio_django.addresses import address_key
+from socketio_django.ratelimit import KeyedBuckets, TokenBucket
+
 from . import presence
 from .announcer import announcer, watchers_room
 from .csp import content_security_policy
 from .metrics import MESSAGES
 from .models import Message
-from .ratelimit import TokenBucket
 from .validation import DEFAULT_ROOM, clean_guest_name, clean_last_id, clean_room, clean_text
 
 logger = logging.getLogger("chatroom")
+
+
+# Messages of all the connections of one client address (CHAT_ADDRESS_RATE_LIMIT_*): twenty
+# connections must not buy twenty times the per-connection rate.
+@functools.cache
+def address_buckets() -> KeyedBuckets:
+    return KeyedBuckets(settings.CHAT_ADDRESS_RATE_LIMIT_PER_SECOND, settings.CHAT_ADDRESS_RATE_LIMIT_BURST)
+
+
+def check_rate(bucket: TokenBucket, address: str) -> None:
+    """Spend one message of this connection's and this address's budgets, or raise why not."""
+    if not bucket.take():
+        raise ValidationError(
+            f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst})", code="rate-limited"
+        )
+    shared = address_buckets()
+    if not shared.take(address):
+        raise ValidationError(
+            f"too many messages from your address: at most {shared.rate:g} a second (bursts of {shared.burst})",
+            code="rate-limited",
+        )
 
 
 @content_security_policy
@@ -92,6 +116,7 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
     socket.join(room)
     catch_up(socket, room, last_id)
     bucket = TokenBucket(settings.CHAT_RATE_LIMIT_PER_SECOND, settings.CHAT_RATE_LIMIT_BURST)
+    address = address_key(request.META.get("REMOTE_ADDR", ""))
     presence.enter(room, name)
     try:
         online = presence.names(room, limit=settings.CHAT_MEMBERS_PAGE)
@@ -99,11 +124,7 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
         announcer().joined(room, name, socket)
         while (incoming := socket.recv()) is not None:
             try:
-                if not bucket.take():
-                    raise ValidationError(
-                        f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst})",
-                        code="rate-limited",
-                    )
+                check_rate(bucket, address)
                 if incoming.event == "members":
                     incoming.reply(members(socket, room, incoming.data))
                     continue

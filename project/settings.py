@@ -116,6 +116,11 @@ REDIS_URL = os.environ.get("REDIS_URL") or None
 SOCKETIO_REDIS_URL = REDIS_URL
 SOCKETIO_REDIS_HEALTH_INTERVAL = float(os.environ.get("SOCKETIO_REDIS_HEALTH_INTERVAL", 5))
 SOCKETIO_MAX_CLIENTS = int(os.environ["SOCKETIO_MAX_CLIENTS"]) if os.environ.get("SOCKETIO_MAX_CLIENTS") else None
+# Per client address (X-Forwarded-For believed from SOCKETIO_TRUSTED_PROXIES only), per process; 0: no cap.
+SOCKETIO_TRUSTED_PROXIES = env_list("SOCKETIO_TRUSTED_PROXIES", "127.0.0.1,::1")
+SOCKETIO_MAX_SESSIONS_PER_ADDRESS = int(os.environ.get("SOCKETIO_MAX_SESSIONS_PER_ADDRESS", 0))
+SOCKETIO_SESSION_RATE_PER_ADDRESS = float(os.environ.get("SOCKETIO_SESSION_RATE_PER_ADDRESS", 0))
+SOCKETIO_SESSION_BURST_PER_ADDRESS = int(os.environ.get("SOCKETIO_SESSION_BURST_PER_ADDRESS", 10))
 
 # Chat app.
 CHAT_HISTORY_SIZE = 15
@@ -125,6 +130,9 @@ CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", 1000))
 # Per connection: bursts of CHAT_RATE_LIMIT_BURST messages, refilled at CHAT_RATE_LIMIT_PER_SECOND (0: no limit).
 CHAT_RATE_LIMIT_PER_SECOND = float(os.environ.get("CHAT_RATE_LIMIT_PER_SECOND", 5))
 CHAT_RATE_LIMIT_BURST = int(os.environ.get("CHAT_RATE_LIMIT_BURST", 30))
+# Per client address, on top (all its connections together, in this process; 0: no limit).
+CHAT_ADDRESS_RATE_LIMIT_PER_SECOND = float(os.environ.get("CHAT_ADDRESS_RATE_LIMIT_PER_SECOND", 0))
+CHAT_ADDRESS_RATE_LIMIT_BURST = int(os.environ.get("CHAT_ADDRESS_RATE_LIMIT_BURST", 60))
 # With Redis, who is online is shared by every process; a process that stops renewing its
 # entries for CHAT_PRESENCE_TTL seconds (it died) has its users taken off the lists.
 CHAT_REDIS_URL = REDIS_URL

@@ -13,6 +13,7 @@ import socketio
 from socketio import packet
 
 from . import dbconnections, memory, metrics, sessions, speedups, websocket
+from .addresses import AddressLimitedServer, ClientAddresses, SessionLimits
 from .engine import SocketIOProtocol
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
@@ -46,7 +47,7 @@ def broadcast(event: str, *args: Any, room: str | None = None, namespace: str = 
     _running.emit(event, args[0] if len(args) == 1 else args, to=room, skip_sid=list(skip), namespace=namespace)
 
 
-class ViewServer(SocketIOProtocol, socketio.Server):
+class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
     """A gevent-mode ``socketio.Server`` that hands every connection to a WSGI view.
 
     On connect it runs ``view_application`` in a new greenlet with a copy of
@@ -56,7 +57,8 @@ class ViewServer(SocketIOProtocol, socketio.Server):
     namespaces to views. Incoming events go to the handle's inbox; the view's
     return ends the connection. The protocol rules python-engineio and
     python-socketio miss (heartbeat, handshake, upgrade, connect timeout)
-    come from :mod:`.engine`.
+    come from :mod:`.engine`; the caps on one address's sessions from
+    :mod:`.addresses`.
     """
 
     def __init__(
@@ -72,6 +74,9 @@ class ViewServer(SocketIOProtocol, socketio.Server):
         redis_url: str | None = None,
         redis_health_interval: float = 5.0,
         db_connections_kept: int = 8,
+        max_sessions_per_address: int = 0,
+        session_rate_per_address: float = 0.0,
+        session_burst_per_address: int = 0,
         **options: Any,
     ) -> None:
         # Handlers only queue work for the view greenlet, so they run in the
@@ -83,7 +88,8 @@ class ViewServer(SocketIOProtocol, socketio.Server):
                 if redis_url
                 else FanoutManager(max_backlog)
             )
-        super().__init__(async_mode="gevent", namespaces="*", **options)
+        limits = SessionLimits(max_sessions_per_address, session_rate_per_address, session_burst_per_address)
+        super().__init__(async_mode="gevent", namespaces="*", session_limits=limits, **options)
         sessions.install(self.eio)
         websocket.install(self.eio)
         speedups.install()
@@ -312,13 +318,23 @@ class SocketIOApplication:
     """A WSGI application: Socket.IO under ``/<resource>/``, ``application`` for the rest.
 
     Each Socket.IO connection runs ``application`` once, as a GET request to
-    ``/<resource>/``, so the project's URLconf routes it to a view.
+    ``/<resource>/``, so the project's URLconf routes it to a view. Every
+    request's ``REMOTE_ADDR`` is its client's, forwarded by ``trusted_proxies``.
     """
 
-    def __init__(self, application: WSGIApplication, resource: str = "socket.io", **options: Any) -> None:
+    def __init__(
+        self,
+        application: WSGIApplication,
+        resource: str = "socket.io",
+        trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
+        **options: Any,
+    ) -> None:
         self.server = ViewServer(application, resource=resource, **options)
+        self.addresses = ClientAddresses(trusted_proxies)
         self._app = socketio.WSGIApp(self.server, application, socketio_path=self.server.resource)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         environ[SERVER_ENVIRON_KEY] = self.server  # for the health view
+        # REMOTE_ADDR names the client, not a proxy in front: for the limits, the views and the log.
+        self.addresses.resolve(environ)
         return self._app(environ, start_response)

@@ -38,6 +38,13 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_PING_TIMEOUT": 20.0,
     # Seconds a client may stay without connecting to any namespace before it is closed (Node's connectTimeout).
     "SOCKETIO_CONNECT_TIMEOUT": 45.0,
+    # Proxies whose X-Forwarded-For names the client (addresses or networks); loopback as Gunicorn's default.
+    "SOCKETIO_TRUSTED_PROXIES": ["127.0.0.1", "::1"],
+    # Sessions one client address may hold at once (0: no cap; behind NAT many people share one).
+    "SOCKETIO_MAX_SESSIONS_PER_ADDRESS": 0,
+    # New sessions a second one address may open (0: no cap), in bursts of SOCKETIO_SESSION_BURST_PER_ADDRESS.
+    "SOCKETIO_SESSION_RATE_PER_ADDRESS": 0.0,
+    "SOCKETIO_SESSION_BURST_PER_ADDRESS": 10,
 }
 
 
@@ -63,6 +70,10 @@ def server_options() -> dict[str, Any]:
         "ping_interval": setting("SOCKETIO_PING_INTERVAL"),
         "ping_timeout": setting("SOCKETIO_PING_TIMEOUT"),
         "connect_timeout": setting("SOCKETIO_CONNECT_TIMEOUT"),
+        "trusted_proxies": setting("SOCKETIO_TRUSTED_PROXIES"),
+        "max_sessions_per_address": setting("SOCKETIO_MAX_SESSIONS_PER_ADDRESS"),
+        "session_rate_per_address": setting("SOCKETIO_SESSION_RATE_PER_ADDRESS"),
+        "session_burst_per_address": setting("SOCKETIO_SESSION_BURST_PER_ADDRESS"),
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins

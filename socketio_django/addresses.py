@@ -1,0 +1,159 @@
+"""Where a request comes from, and how many sessions one address may hold and open.
+
+Behind a reverse proxy every TCP connection comes from the proxy, which
+names the client in ``X-Forwarded-For``. That header is anyone's to write,
+so it is believed only from the configured trusted proxies (by default the
+loopback addresses, as Gunicorn's ``forwarded_allow_ips``): reading the
+header right to left, the client is the first address that is not a
+trusted proxy. IPv6 clients are counted by their /64 network, the block one
+customer gets; every address in it would otherwise be a fresh budget.
+
+The limits are per process: with several workers an address may hold up to
+that many times the per-address caps (a front proxy such as HAProxy can keep
+a cluster-wide count in a stick table).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+
+from . import metrics
+from .ratelimit import KeyedBuckets
+
+logger = logging.getLogger("socketio_django")
+
+# The environ key where the TCP peer's own address is kept once REMOTE_ADDR names the client.
+PEER_ADDRESS_KEY = "socketio.peer_address"
+# How much of an IPv6 address one client controls.
+IPV6_CLIENT_PREFIX = 64
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(items: Iterable[str]) -> list[Network]:
+    """``10.0.0.5``, ``10.0.0.0/8``, ``::1`` ... as networks; raises ValueError on a malformed one."""
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip()]
+
+
+class ClientAddresses:
+    """Finds the client's address of a request, believing ``X-Forwarded-For`` only from ``trusted`` proxies."""
+
+    def __init__(self, trusted_proxies: Iterable[str] = ("127.0.0.1", "::1")) -> None:
+        self.trusted = parse_networks(trusted_proxies)
+
+    def is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def client_of(self, environ: dict) -> str:
+        """The client's address: the peer's, or the forwarded one when the peer is a trusted proxy."""
+        address = environ.get("REMOTE_ADDR", "")
+        if not self.trusted or not self.is_trusted(address):
+            return address
+        for forwarded in reversed(environ.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+            forwarded = forwarded.strip()
+            try:
+                ipaddress.ip_address(forwarded)
+            except ValueError:
+                break  # not an address: whatever is left of it was written by the client
+            address = forwarded
+            if not self.is_trusted(forwarded):
+                break
+        return address
+
+    def resolve(self, environ: dict) -> None:
+        """Make ``REMOTE_ADDR`` the client's address (the peer's is kept under :data:`PEER_ADDRESS_KEY`)."""
+        if PEER_ADDRESS_KEY not in environ:
+            environ[PEER_ADDRESS_KEY] = environ.get("REMOTE_ADDR", "")
+            environ["REMOTE_ADDR"] = self.client_of(environ)
+
+
+def address_key(address: str) -> str:
+    """What limits count an address as: itself, or its /64 network for IPv6."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+
+
+class SessionLimits:
+    """Caps on the sessions of one address: how many at once, and how many new ones a second (0: no cap)."""
+
+    def __init__(self, max_sessions: int = 0, per_second: float = 0.0, burst: int = 0) -> None:
+        self.max_sessions = max_sessions
+        self.opening = KeyedBuckets(per_second, burst or max(1, round(per_second)))
+        self._sessions: dict[str, int] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_sessions or self.opening.rate)
+
+    def admit(self, key: str) -> str | None:
+        """Count a new session of ``key``, or say why it is refused."""
+        held = self._sessions.get(key, 0)
+        if self.max_sessions and held >= self.max_sessions:
+            return f"{held} sessions from this address (SOCKETIO_MAX_SESSIONS_PER_ADDRESS)"
+        if not self.opening.take(key):
+            return "too many new sessions a second from this address (SOCKETIO_NEW_SESSIONS_PER_ADDRESS)"
+        self._sessions[key] = held + 1
+        return None
+
+    def release(self, key: str) -> None:
+        """A session admitted for ``key`` has ended."""
+        held = self._sessions.get(key, 0) - 1
+        if held > 0:
+            self._sessions[key] = held
+        else:
+            self._sessions.pop(key, None)
+
+    def sessions_of(self, key: str) -> int:
+        return self._sessions.get(key, 0)
+
+
+class AddressLimitedServer:
+    """A mixin for ``socketio.Server``: refuses an Engine.IO session past its address's :class:`SessionLimits`.
+
+    Counting Engine.IO sessions, not namespace connections, means extra
+    namespaces or reconnections inside one session buy nothing.
+    """
+
+    def __init__(self, *args: object, session_limits: SessionLimits | None = None, **kwargs: object) -> None:
+        self.session_limits = session_limits or SessionLimits()
+        self._address_of: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def _handle_eio_connect(self, eio_sid: str, environ: dict) -> object:
+        if not self.session_limits.enabled:
+            return super()._handle_eio_connect(eio_sid, environ)
+        key = address_key(environ.get("REMOTE_ADDR", ""))
+        refusal = self.session_limits.admit(key)
+        if refusal is not None:
+            metrics.REFUSED.inc()
+            logger.warning("refused a new session from %s: %s", key, refusal)
+            return refusal  # Engine.IO answers 401 with this text; clients retry with backoff
+        self._address_of[eio_sid] = key
+        accepted = super()._handle_eio_connect(eio_sid, environ)
+        if accepted is not None and accepted is not True:
+            self._release(eio_sid)
+        return accepted
+
+    def _handle_eio_disconnect(self, eio_sid: str, *args: object) -> None:
+        try:
+            super()._handle_eio_disconnect(eio_sid, *args)
+        finally:
+            self._release(eio_sid)
+
+    def _release(self, eio_sid: str) -> None:
+        key = self._address_of.pop(eio_sid, None)
+        if key is not None:
+            self.session_limits.release(key)
