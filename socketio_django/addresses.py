@@ -15,6 +15,7 @@ a cluster-wide count in a stick table).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 from collections.abc import Iterable
@@ -157,3 +158,68 @@ class AddressLimitedServer:
         key = self._address_of.pop(eio_sid, None)
         if key is not None:
             self.session_limits.release(key)
+
+
+class ConnectionsPerAddress:
+    """Counts the TCP connections each peer address has open in HTTP, up to ``max_connections`` (0: no cap).
+
+    Trusted proxies carry many clients on their connections and are not
+    counted. A WebSocket leaves the count once upgraded (its session counts
+    in :class:`SessionLimits`); what stays counted is a connection sending
+    its request, waiting for its answer or kept alive between requests.
+    """
+
+    def __init__(self, max_connections: int, addresses: ClientAddresses) -> None:
+        self.max_connections = max_connections
+        self.addresses = addresses
+        self._open: dict[str, int] = {}
+
+    def open(self, peer: str) -> str | None:
+        """Count a new connection from ``peer``: its key, ``""`` when it is not counted, None when refused."""
+        if not self.max_connections or not peer or self.addresses.is_trusted(peer):
+            return ""  # no cap, a Unix socket, or a proxy
+        key = address_key(peer)
+        held = self._open.get(key, 0)
+        if held >= self.max_connections:
+            return None
+        self._open[key] = held + 1
+        return key
+
+    def close(self, key: str) -> None:
+        held = self._open.get(key, 0) - 1
+        if held > 0:
+            self._open[key] = held
+        else:
+            self._open.pop(key, None)
+
+
+# What a peer past its cap reads before its connection is closed.
+_REFUSAL = b"too many connections from this address\n"
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_REFUSAL), _REFUSAL)
+)
+
+
+class ConnectionLimitedServer:
+    """A mixin for gevent's ``WSGIServer``: a peer past ``SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS`` gets 429 at once.
+
+    The application is a ``SocketIOApplication``, whose ``connections`` keeps the count.
+    """
+
+    def handle(self, sock: object, address: object) -> None:
+        connections: ConnectionsPerAddress | None = getattr(self.application, "connections", None)
+        peer = address[0] if isinstance(address, tuple) else ""
+        key = connections.open(peer) if connections is not None else ""
+        if key is None:
+            metrics.REFUSED.inc()
+            logger.warning("refused a connection from %s: SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS reached", peer)
+            with contextlib.suppress(OSError):  # it went away first
+                sock.sendall(TOO_MANY_CONNECTIONS)
+            sock.close()
+            return
+        try:
+            super().handle(sock, address)
+        finally:
+            if key:
+                connections.close(key)

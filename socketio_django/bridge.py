@@ -13,7 +13,7 @@ import socketio
 from socketio import packet
 
 from . import dbconnections, memory, metrics, sessions, speedups, websocket
-from .addresses import AddressLimitedServer, ClientAddresses, SessionLimits
+from .addresses import AddressLimitedServer, ClientAddresses, ConnectionsPerAddress, SessionLimits
 from .engine import SocketIOProtocol
 from .fanout import FanoutManager
 from .handle import Message, SocketHandle
@@ -327,10 +327,13 @@ class SocketIOApplication:
         application: WSGIApplication,
         resource: str = "socket.io",
         trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
+        max_connections_per_address: int = 0,
         **options: Any,
     ) -> None:
         self.server = ViewServer(application, resource=resource, **options)
         self.addresses = ClientAddresses(trusted_proxies)
+        #: Read by the WSGI server (:class:`.addresses.ConnectionLimitedServer`) as it accepts.
+        self.connections = ConnectionsPerAddress(max_connections_per_address, self.addresses)
         self._app = socketio.WSGIApp(self.server, application, socketio_path=self.server.resource)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     # New sessions a second one address may open (0: no cap), in bursts of SOCKETIO_SESSION_BURST_PER_ADDRESS.
     "SOCKETIO_SESSION_RATE_PER_ADDRESS": 0.0,
     "SOCKETIO_SESSION_BURST_PER_ADDRESS": 10,
+    # TCP connections one peer address (not a trusted proxy) may have open in HTTP at once (0: no cap).
+    "SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS": 0,
 }
 
 
@@ -74,6 +76,7 @@ def server_options() -> dict[str, Any]:
         "max_sessions_per_address": setting("SOCKETIO_MAX_SESSIONS_PER_ADDRESS"),
         "session_rate_per_address": setting("SOCKETIO_SESSION_RATE_PER_ADDRESS"),
         "session_burst_per_address": setting("SOCKETIO_SESSION_BURST_PER_ADDRESS"),
+        "max_connections_per_address": setting("SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS"),
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins

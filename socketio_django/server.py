@@ -12,13 +12,14 @@ import gevent.event
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
+from .addresses import ConnectionLimitedServer
 from .bridge import SocketIOApplication, ViewServer, WSGIApplication
 from .limits import listen_backlog
 
 logger = logging.getLogger("socketio_django")
 
 
-class SocketIOServer(WSGIServer):
+class SocketIOServer(ConnectionLimitedServer, WSGIServer):
     """A gevent WSGI server that speaks Socket.IO (WebSocket and long-polling).
 
     ``SocketIOServer(("127.0.0.1", 9000), application).serve_forever()`` serves

@@ -10,9 +10,10 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from gunicorn.workers.ggevent import PyWSGIServer
 
 from . import handover
+from .addresses import ConnectionLimitedServer
 
 
-class HandoverServer(PyWSGIServer):
+class HandoverServer(ConnectionLimitedServer, PyWSGIServer):
     """Gunicorn's pywsgi server that also receives connections handed over by the other workers."""
 
     def start(self) -> None:

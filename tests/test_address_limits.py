@@ -6,6 +6,8 @@ client it stands for in X-Forwarded-For, as HAProxy in front would.
 
 from __future__ import annotations
 
+import http.client
+import socket
 import time
 
 import pytest
@@ -13,7 +15,7 @@ import requests
 
 from socketio_django.addresses import ClientAddresses, address_key
 
-from .helpers import WAIT, wait_until
+from .helpers import GUNICORN, RUN_EXAMPLE, WAIT, ServerProcess, wait_until
 
 HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
 
@@ -101,3 +103,44 @@ def test_the_client_address_behind_proxies():
     # One IPv6 customer gets a /64: all of it is one address for the limits.
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
     assert address_key("::ffff:203.0.113.5") == "203.0.113.5"
+
+
+def connect_from(server, source: str) -> socket.socket:
+    """A TCP connection to ``server`` from the loopback address ``source`` (any 127.x.y.z is this host)."""
+    connection = socket.socket()
+    connection.bind((source, 0))
+    connection.settimeout(WAIT)
+    connection.connect(("127.0.0.1", server.port))
+    return connection
+
+
+def get_from(server, source: str, path: str = "/healthz") -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT, source_address=(source, 0))
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("command", [RUN_EXAMPLE, GUNICORN], ids=["run_example", "gunicorn"])
+def test_one_peer_holds_at_most_its_connections(tmp_path, command):
+    env = {"SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS": "20", "GUNICORN_BIND": "127.0.0.1:{port}"}
+    server = ServerProcess(tmp_path, env=env, command=command).start()
+    try:
+        # 127.0.0.2 is not a trusted proxy: its connections count, sending nothing (as a slowloris).
+        held = [connect_from(server, "127.0.0.2") for _ in range(20)]
+        extra = [connect_from(server, "127.0.0.2") for _ in range(80)]
+        for connection in extra:
+            answer = connection.recv(1000)
+            assert answer.startswith(b"HTTP/1.1 429 "), answer
+            assert b"too many connections from this address" in answer
+            assert connection.recv(1000) == b""  # and closed
+        assert get_from(server, "127.0.0.3") == 200  # anyone else is served
+        for connection in held:
+            connection.close()
+        wait_until(lambda: get_from(server, "127.0.0.2") == 200, what="the peer's places back")
+        assert "refused a connection from 127.0.0.2: SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS reached" in server.log()
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
