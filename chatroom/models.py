@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+
+from .names import name_keys
 
 
 class Message(models.Model):
@@ -32,3 +36,45 @@ class Message(models.Model):
     def as_event(self) -> dict:
         """The ``message`` event payload clients receive."""
         return {"id": self.id, "name": self.name, "text": self.text, "time": self.created.isoformat()}
+
+
+class NameKey(models.Model):
+    """One key (:func:`chatroom.names.name_keys`) of a registered user's name, so a guest's is checked by one query.
+
+    Kept in sync by :meth:`user_saved` whenever a user is saved (created or
+    renamed); migration 0002 keyed the users that existed before. Renames by
+    ``QuerySet.update()`` send no signal and leave the old keys.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="name_keys")
+    key = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["key"], name="chatroom_namekey_key")]
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="chatroom_namekey_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.key}"
+
+    @classmethod
+    def reads_like_a_user(cls, name: str) -> bool:
+        """Whether ``name`` reads like the name of a registered user."""
+        return cls.objects.filter(key__in=name_keys(name)).exists()
+
+    @classmethod
+    def sync(cls, user: Any) -> None:
+        """Store the keys of ``user``'s name, dropping those of a former name."""
+        wanted = name_keys(user.get_username())
+        stored = set(cls.objects.filter(user=user).values_list("key", flat=True))
+        if stored - wanted:
+            cls.objects.filter(user=user, key__in=stored - wanted).delete()
+        # Two saves of one user at once may both add a key: the second adds nothing.
+        cls.objects.bulk_create([cls(user=user, key=key) for key in wanted - stored], ignore_conflicts=True)
+
+    @classmethod
+    def user_saved(
+        cls, sender: type, instance: Any, update_fields: frozenset[str] | None = None, **kwargs: Any
+    ) -> None:
+        """``post_save`` of the user model: a save that may have changed the name re-keys it (a login does not)."""
+        if update_fields is None or instance.USERNAME_FIELD in update_fields:
+            cls.sync(instance)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+
+from .models import NameKey
+from .names import name_keys
 
 DEFAULT_ROOM = "lobby"
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_LENGTH = 32
+# The only invisible characters a name may hold: they join emoji sequences and the letters of Persian or
+# Indic words. Other format characters (bidi controls above all) can make a name show as another.
+JOINERS = frozenset("\u200c\u200d")
 
 
 def clean_room(value: Any) -> str:
@@ -25,13 +31,18 @@ def clean_room(value: Any) -> str:
 
 
 def clean_name(value: Any) -> str:
-    """A display name: 1-32 printable characters; a generated guest name when not given."""
+    """A display name: 1-32 printable characters, NFKC-normalized; a generated guest name when not given.
+
+    Printable characters and joiners, with something visible among them
+    (not only accents or joiners).
+    """
     if value in (None, ""):
         return f"guest-{secrets.token_hex(3)}"
     if not isinstance(value, str):
         raise ValidationError("invalid name: it must be a string")
-    name = value.strip()
-    if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+    name = unicodedata.normalize("NFKC", value).strip()
+    printable = all(char.isprintable() or char in JOINERS for char in name)
+    if not name or len(name) > MAX_NAME_LENGTH or not printable or not name_keys(name):
         raise ValidationError(f"invalid name: use 1-{MAX_NAME_LENGTH} printable characters")
     return name
 
@@ -49,9 +60,13 @@ def clean_text(value: Any) -> str:
 
 
 def clean_guest_name(value: Any) -> str:
-    """:func:`clean_name`, refusing the username of a registered user (they log in to use it)."""
+    """:func:`clean_name`, refusing a name that reads like a registered user's (they log in to use it).
+
+    Guests may share names with each other, as they always could: a guest's
+    name is a label, not an account.
+    """
     name = clean_name(value)
-    if get_user_model().objects.filter(username__iexact=name).exists():
+    if NameKey.reads_like_a_user(name):
         raise ValidationError("name taken: it belongs to a registered user, who must log in to use it")
     return name
 
