@@ -77,6 +77,7 @@ class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
         max_sessions_per_address: int = 0,
         session_rate_per_address: float = 0.0,
         session_burst_per_address: int = 0,
+        host_allowed: Callable[[dict], bool] | None = None,
         **options: Any,
     ) -> None:
         # Handlers only queue work for the view greenlet, so they run in the
@@ -100,6 +101,8 @@ class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
         self.accept_timeout = accept_timeout
         self.idle_after = idle_after
         self.max_clients = max_clients
+        #: Whether a handshake's Host header names this site (None: any).
+        self.host_allowed = host_allowed
         self.handles: dict[str, SocketHandle] = {}
         self.trimmer = memory.Trimmer()
         self.views = gevent.pool.Group()
@@ -173,6 +176,11 @@ class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
             metrics.REFUSED.inc()
             logger.warning("refused a new client: SOCKETIO_MAX_CLIENTS (%d) reached", self.max_clients)
             return False
+        # Before a session exists: its view would refuse that Host anyway, after the session cost its place.
+        if self.host_allowed is not None and not self.host_allowed(environ):
+            metrics.REFUSED.inc()
+            logger.warning("refused a new client: Host %.100r is not allowed", environ.get("HTTP_HOST", ""))
+            return "Invalid host"
         return super()._handle_eio_connect(eio_sid, environ)
 
     def shutdown_gracefully(self, timeout: float) -> bool:

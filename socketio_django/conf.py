@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 
 from .bridge import SocketIOApplication
 
@@ -77,10 +78,22 @@ def server_options() -> dict[str, Any]:
         "session_rate_per_address": setting("SOCKETIO_SESSION_RATE_PER_ADDRESS"),
         "session_burst_per_address": setting("SOCKETIO_SESSION_BURST_PER_ADDRESS"),
         "max_connections_per_address": setting("SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS"),
+        "host_allowed": host_allowed,
     }
     if origins is not None:
         options["cors_allowed_origins"] = origins
     return options
+
+
+def host_allowed(environ: dict) -> bool:
+    """Whether Django serves the request's Host (``ALLOWED_HOSTS``, ``USE_X_FORWARDED_HOST``)."""
+    from django.core.handlers.wsgi import WSGIRequest
+
+    try:
+        WSGIRequest(environ).get_host()
+    except DisallowedHost:
+        return False
+    return True
 
 
 def get_socketio_application() -> SocketIOApplication:

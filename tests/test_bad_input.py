@@ -229,3 +229,23 @@ def test_a_forged_host_header_is_refused_in_one_log_line(fresh_server):
     assert requests.get(server.url + "/", headers={"Host": "evil.example"}, timeout=10).status_code == 400
     wait_until(lambda: "Invalid HTTP_HOST header: 'evil.example'" in server.log(), what="the log line")
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+def test_a_handshake_with_a_forged_host_gets_no_session(fresh_server, transport):
+    server = fresh_server()
+    url = server.url.replace("http", "ws" if transport == "websocket" else "http")
+    if transport == "polling":
+        answer = requests.get(f"{url}/socket.io/?EIO=4&transport=polling", headers={"Host": "evil.example"}, timeout=10)
+        assert (answer.status_code, answer.json()) == (401, "Invalid host")
+    else:
+        import websocket
+
+        # gevent-websocket has answered 101 before Engine.IO refuses: the socket closes with no OPEN packet.
+        ws = websocket.create_connection(
+            f"{url}/socket.io/?EIO=4&transport=websocket", host="evil.example", origin="http://evil.example", timeout=10
+        )
+        assert ws.recv() == ""
+        ws.close()
+    wait_until(lambda: "refused a new client: Host 'evil.example' is not allowed" in server.log(), what="the log line")
+    assert "Traceback" not in server.log()
