@@ -41,15 +41,25 @@ class FrameReader:
 
     Client frames must be masked; fragmented messages are reassembled; text is
     decoded (strictly: invalid UTF-8 is an error); no message may exceed
-    ``max_size`` bytes, which is checked before its payload is buffered.
+    ``max_size`` bytes, which is checked before its payload is buffered. Each
+    fragment kept for a message counts ``FRAGMENT_OVERHEAD`` bytes more, so a
+    message of endless empty fragments reaches the limit as one of endless bytes does.
     """
+
+    #: What one kept fragment costs against the limit on top of its payload: at most 1,024
+    #: fragments in a 64 KB message (browsers send one frame per message).
+    FRAGMENT_OVERHEAD = 64
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._buffer = bytearray()
-        self._fragments: list[bytes] = []
+        #: The payload of the fragmented message being received, in one buffer: its
+        #: memory is its bytes, however many fragments brought them.
+        self._fragments = bytearray()
+        #: Its size against the limit: payload, plus the overhead of each fragment.
         self._fragments_size = 0
-        self._message_opcode = OP_TEXT
+        #: Its opcode, or None when no fragmented message is under way.
+        self._message_opcode: int | None = None
         #: The first violation, once there is one.
         self.error: ProtocolError | None = None
 
@@ -95,7 +105,10 @@ class FrameReader:
                 if opcode == OP_CLOSE and length == 1:
                     raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close frame with half a status code")
             elif self._fragments_size + length > self.max_size:
-                raise ProtocolError(CLOSE_TOO_BIG, f"message of more than {self.max_size} bytes")
+                raise ProtocolError(
+                    CLOSE_TOO_BIG,
+                    f"message of more than {self.max_size} bytes (each fragment counts {self.FRAGMENT_OVERHEAD} more)",
+                )
             start = offset + header + 4
             if end - start < length:
                 break
@@ -110,23 +123,25 @@ class FrameReader:
         if opcode >= OP_CLOSE:
             return opcode, bytes(payload)
         if opcode == OP_CONTINUATION:
-            if not self._fragments:
+            if self._message_opcode is None:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame with no message to continue")
+            opcode = self._message_opcode
         elif opcode not in (OP_TEXT, OP_BINARY):
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
-        elif self._fragments:
+        elif self._message_opcode is not None:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
-        else:
-            self._message_opcode = opcode
-        self._fragments.append(payload)
-        self._fragments_size += len(payload)
         if not fin:
+            self._message_opcode = opcode
+            self._fragments += payload
+            self._fragments_size += len(payload) + self.FRAGMENT_OVERHEAD
             return None
-        data = b"".join(self._fragments)
-        self._fragments.clear()
-        self._fragments_size = 0
-        if self._message_opcode == OP_BINARY:
-            return OP_BINARY, data
+        data = payload
+        if self._message_opcode is not None:  # the last fragment
+            self._fragments += payload
+            data = self._fragments
+            self._fragments, self._fragments_size, self._message_opcode = bytearray(), 0, None
+        if opcode == OP_BINARY:
+            return OP_BINARY, bytes(data)
         try:
             return OP_TEXT, data.decode("utf-8")
         except UnicodeDecodeError:

@@ -5,6 +5,10 @@ Under Gunicorn with several workers, prometheus-client's multiprocess mode
 workers' values for a scrape: gauges say how they combine.
 """
 
+import functools
+import weakref
+
+import gevent
 from prometheus_client import Counter, Gauge
 
 CONNECTED = Gauge("socketio_connected_clients", "Clients connected now", multiprocess_mode="livesum")
@@ -27,3 +31,31 @@ REDIS_PUBLISH_FAILURES = Counter(
 HANDED_OVER = Counter(
     "socketio_handed_over_requests_total", "Connections another worker handed to this one (its sessions)"
 )
+SESSIONS_IN_MEMORY = Gauge(
+    "socketio_sessions_in_memory",
+    "Engine.IO sessions not freed yet, closed ones included (more than the clients connected: memory held for nothing)",
+    multiprocess_mode="livesum",
+)
+GREENLETS = Gauge(
+    "socketio_greenlets",
+    "Greenlets serving clients, by role (request: an HTTP request in Engine.IO; handler: a WebSocket's messages)",
+    ["role"],
+    multiprocess_mode="livesum",
+)
+REQUEST_GREENLETS = GREENLETS.labels("request")
+HANDLER_GREENLETS = GREENLETS.labels("handler")
+
+# Weak references to the objects counted until freed (a weak reference's callback runs only while it lives).
+_counted: set[weakref.ref] = set()
+
+
+def count_until_freed(obj: object, gauge: Gauge) -> None:
+    """Add one to ``gauge`` until ``obj`` is freed."""
+    gauge.inc()
+    _counted.add(weakref.ref(obj, functools.partial(_freed, gauge)))
+
+
+def _freed(gauge: Gauge, ref: weakref.ref) -> None:
+    _counted.discard(ref)
+    # Later, from the event loop: an object may be freed anywhere, even while the gauge's lock is held.
+    gevent.get_hub().loop.run_callback(gauge.dec)

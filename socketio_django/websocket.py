@@ -7,7 +7,7 @@ of KiB for each idle client. Here, once the HTTP handshake is done, the event
 loop reads the socket when the kernel has bytes for it (a read watcher), and
 what is sent to a client during one turn of the loop goes out with one
 ``send`` when the turn ends (a write watcher waits when the kernel's buffer is
-full). Pings are timers. What a client sends is handled in a greenlet that
+full). Pings are timers (:mod:`.engine`). What a client sends is handled in a greenlet that
 lives only while there is something to handle, since Engine.IO and Socket.IO
 handlers may block (a new connection waits for its view to accept it).
 
@@ -23,7 +23,6 @@ import io
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,13 +51,15 @@ logger = logging.getLogger("socketio_django")
 # Messages a client may send ahead of their handling before its socket is no longer read
 # (then the kernel's buffers fill, and TCP slows the client down).
 MAX_UNHANDLED = 32
-# Seconds a closing connection has to write what it still owes its client.
+# Seconds a closing connection has to write what it still owes its client, then for the client to close its side.
 CLOSE_TIMEOUT = 5.0
 READ_SIZE = 65536
 # Bytes joined for one send when many frames wait: about what a socket buffer takes at once.
 WRITE_CHUNK = 256 * 1024
 # Handed to a connection's handler after the last message: the client has gone.
 _GONE = object()
+# Where a closed connection's last bytes from its client go (the event loop reads one at a time).
+_dropped = bytearray(READ_SIZE)
 
 
 class _Flusher:
@@ -246,14 +247,16 @@ class WebSocketConnection:
         self._unhandled.append(item)
         if self._handler is None:
             self._handler = gevent.spawn(self._handle_all)
-        elif len(self._unhandled) >= MAX_UNHANDLED and self._reading.active:
+        elif len(self._unhandled) >= MAX_UNHANDLED and self._reading.active and not self.closed:
             self._reading.stop()
 
     def _handle_all(self) -> None:
+        metrics.HANDLER_GREENLETS.inc()
         try:
             while self._unhandled:
                 self._handle(self._unhandled.pop(0))
         finally:
+            metrics.HANDLER_GREENLETS.dec()
             self._handler = None
             self._resume_reading()
 
@@ -268,7 +271,8 @@ class WebSocketConnection:
             return
         try:
             pkt = eio_packet.Packet(encoded_packet=item)
-        except (ValueError, TypeError, IndexError, KeyError) as error:
+        # RecursionError: python-engineio reads a packet's data as JSON when it can, nested past the stack or not.
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError) as error:
             metrics.MALFORMED.inc()
             logger.warning("disconnecting %s: malformed Engine.IO packet (%s)", socket.sid, error)
             # Nothing more of its packets, but the "client gone" marker stays: dropping it would
@@ -340,23 +344,38 @@ class WebSocketConnection:
         self._hand_over(_GONE)
 
     def _shutdown(self) -> None:
+        """Read and write no more; the descriptor closes once the client has closed its side too."""
         if self.closed:
             return
         self.closed = True
         self.out.clear()
         self._reading.stop()
         self._writing.stop()
+        self._writing.close()
         if self._deadline is not None:
             self._deadline.close()
-        self._reading.close()
-        self._writing.close()
         self._unregister()
-        # Read what the client sent last: closing with unread bytes resets the connection, and
-        # the client could lose what was written just before (the close frame).
+        # Closing with unread bytes resets the connection, and the client could lose what was
+        # written just before (the close frame): drop what it still sends until it closes too.
         with contextlib.suppress(OSError):
-            for _ in range(4):
-                if not self.sock.recv(READ_SIZE):
-                    break
+            self.sock.shutdown(socket.SHUT_WR)
+        self._deadline = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
+        self._deadline.start(self._close_descriptor)
+        self._reading.start(self._drop_input)
+
+    def _drop_input(self) -> None:
+        try:
+            if self.sock.recv_into(_dropped):
+                return None
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            pass
+        return self._close_descriptor()
+
+    def _close_descriptor(self) -> None:
+        self._reading.close()
+        self._deadline.close()
         self.sock.close()
 
     def _unregister(self) -> None:
@@ -488,24 +507,13 @@ class WebSocketQueue:
 
 
 class EngineSocket(eio_socket.Socket):
-    """python-engineio's socket with timer pings and, over plain TCP, :class:`WebSocketConnection`."""
+    """python-engineio's socket served, over plain TCP, by :class:`WebSocketConnection`; counted until freed."""
 
     @classmethod
     def adopt(cls, engineio_socket: eio_socket.Socket) -> None:
         """Make a socket python-engineio just built an :class:`EngineSocket` (it builds them itself)."""
         engineio_socket.__class__ = cls
-
-    def schedule_ping(self) -> None:
-        if self.last_ping:  # as python-engineio: the next ping once the last one was answered
-            self.last_ping = None
-            timer = gevent.get_hub().loop.timer(self.server.ping_interval)
-            timer.start(self._ping, timer)
-
-    def _ping(self, timer: Any) -> None:
-        timer.close()
-        if not self.closing and not self.closed:
-            self.last_ping = time.time()
-            self.send(eio_packet.Packet(eio_packet.PING))
+        metrics.count_until_freed(engineio_socket, metrics.SESSIONS_IN_MEMORY)
 
     def attach(self, transport: WebSocketConnection) -> None:
         """Send what is queued, and from now on every packet, through ``transport``."""

@@ -332,3 +332,28 @@ class RawSocket:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def metric_values(server: ServerProcess) -> dict[str, float]:
+    """``name{labels}`` -> value, from the server's /metrics."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(server.url + "/metrics", timeout=WAIT).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{key}={value}" for key, value in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
+def open_descriptors(server: ServerProcess) -> int:
+    """How many file descriptors the server's process has open."""
+    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
+
+
+def resident_mib(server: ServerProcess) -> float:
+    """The server's resident memory (VmRSS), in MiB."""
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 1024

@@ -13,7 +13,7 @@ import pytest
 import requests
 import websocket
 
-from .helpers import WAIT, RawSocket
+from .helpers import WAIT, RawSocket, resident_mib
 
 MAX_PAYLOAD = 64 * 1024  # SOCKETIO_MAX_PAYLOAD's default
 
@@ -166,3 +166,22 @@ def test_client_that_sends_without_reading_is_read_no_further(server, clients):
                 break
     assert sent < limit
     assert bystander.call("shout") == {"echoed": "shout", "user": None}
+
+
+def test_a_flood_of_empty_fragments_closes_its_sender_and_holds_no_memory(server, clients):
+    """2,000,000 empty continuation frames (12 MB): each kept fragment counts against the message limit."""
+    bystander = clients(server.url, namespace="/echo")
+    raw = RawSocket(server.url, namespace="/echo")
+    assert raw.ws.recv().startswith("40/echo,")  # connected: what comes next is the server's answer
+    before = resident_mib(server)
+    raw.ws.sock.sendall(client_frame(b"4", fin=False))
+    empty_fragments = client_frame(b"", opcode=0x0, fin=False) * 10_000
+    sent = 0
+    while sent < 2_000_000 and not select.select([raw.ws.sock], [], [], 0)[0]:
+        raw.ws.sock.sendall(empty_fragments)
+        sent += 10_000
+    grown = resident_mib(server) - before
+    assert grown < 10, f"{grown:.0f} MiB for {sent} empty fragments"
+    assert close_code(raw.ws) == 1009
+    assert bystander.call("shout") == {"echoed": "shout", "user": None}
+    assert server.log().count(f"closing WebSocket of {raw.engine_id}: message of more than") == 1
