@@ -247,7 +247,8 @@ class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
         view_environ.update(
             {
                 "REQUEST_METHOD": "GET",
-                "PATH_INFO": f"/{path}/",
+                # As a WSGI server passes it (PEP 3333): the URL's UTF-8 bytes, read as Latin-1.
+                "PATH_INFO": f"/{path}/".encode().decode("latin-1"),
                 "CONTENT_LENGTH": "0",
                 "wsgi.input": io.BytesIO(),
                 "socketio": handle,

@@ -82,9 +82,14 @@ class ProtocolServer(engineio.Server):
             response = self._bad_request("Bad request")
             start_response(response["status"], response["headers"])
             return [response["response"]]
-        session = self.sockets.get(query["sid"][0]) if "sid" in query else None
+        sid = query["sid"][0] if "sid" in query else None
+        session = self.sockets.get(sid)
         if isinstance(session, ProtocolSocket) and not session.closed and method != "OPTIONS":
             session.catch_up()
+        if session is not None and session.closed:
+            # Closed (by its client's CLOSE, or just now) and kept until a poll looks: python-engineio's
+            # POST path raised KeyError for it (a 500 and a traceback). Gone, it is an unknown session: a 400.
+            del self.sockets[sid]
         return super().handle_request(environ, start_response)
 
     def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
@@ -126,7 +131,16 @@ class ProtocolSocket(EngineSocket):
         try:
             body = environ["wsgi.input"].read(length).decode("utf-8")
             packets = eio_payload.Payload(encoded_payload=body).packets
-        except (UnicodeDecodeError, ValueError, TypeError, IndexError, KeyError, binascii.Error) as error:
+        # RecursionError: python-engineio reads a packet's data as JSON when it can, nested past the stack or not.
+        except (
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            binascii.Error,
+            RecursionError,
+        ) as error:
             metrics.MALFORMED.inc()
             logger.warning("closing %s: not Engine.IO packets (%s: %s)", self.sid, type(error).__name__, error)
             raise eio_exceptions.EngineIOError() from None
@@ -230,7 +244,10 @@ class ProtocolSocket(EngineSocket):
             self.polling = False
 
     def receive(self, pkt: eio_packet.Packet) -> None:
-        if pkt.packet_type == eio_packet.CLOSE and not self.upgraded and not self.closed:
+        if self.closed:
+            # Read before the session closed (a refusal closes it from another greenlet): nobody to answer.
+            return
+        if pkt.packet_type == eio_packet.CLOSE and not self.upgraded:
             self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll cleanly
         super().receive(pkt)
 

@@ -231,6 +231,22 @@ def test_a_forged_host_header_is_refused_in_one_log_line(fresh_server):
     assert "Traceback" not in server.log()
 
 
+def polling_session(server) -> str:
+    """The URL of a new long-polling session (Engine.IO handshake only)."""
+    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    return base + "&sid=" + requests.get(base, timeout=10).text.split('"sid":"')[1].split('"')[0]
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_request_for_a_session_its_client_closed_is_refused_400(fresh_server, method):
+    server = fresh_server()
+    session = polling_session(server)
+    assert requests.post(session, data=b"1", timeout=10).status_code == 200  # the client's CLOSE
+    # python-engineio still held the closed session: a POST for it raised KeyError (500, a traceback).
+    assert requests.request(method, session, data=b"40", timeout=10).status_code == 400
+    assert "Traceback" not in server.log()
+
+
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
 def test_a_handshake_with_a_forged_host_gets_no_session(fresh_server, transport):
     server = fresh_server()
@@ -248,4 +264,47 @@ def test_a_handshake_with_a_forged_host_gets_no_session(fresh_server, transport)
         assert ws.recv() == ""
         ws.close()
     wait_until(lambda: "refused a new client: Host 'evil.example' is not allowed" in server.log(), what="the log line")
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("namespace", ["/\U0010b6b6", "/日本"])
+def test_a_namespace_outside_latin_1_is_refused_as_unknown_without_a_traceback(fresh_server, namespace):
+    server = fresh_server()
+    raw = RawSocket(server.url, {"room": "lobby", "name": "wanderer"}, namespace=namespace)
+    # Its view's URL could not be built (Django takes PATH_INFO as Latin-1): a traceback, and a 500 refusal.
+    assert raw.ws.recv() == f'44{namespace},{{"message":"Not Found"}}'
+    raw.close()
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_an_engineio_packet_nested_too_deep_closes_its_session_with_one_log_line(
+    fresh_server, clients, room, transport
+):
+    # python-engineio reads an Engine.IO packet's data as JSON when it can: here, before Socket.IO sees it.
+    server = fresh_server()
+    listener = clients.join(server.url, room, "listener")
+    nested = "4" + "[" * 10_000 + "]" * 10_000
+    if transport == "websocket":
+        attacker = RawSocket(server.url, {"room": room, "name": "attacker"})
+        attacker.send(nested)
+        attacker.frames_until_closed()  # it stayed open, and a traceback was logged
+    else:
+        session = polling_session(server)
+        assert requests.post(session, data=nested.encode(), timeout=10).status_code == 400  # it was a 200
+    wait_until(lambda: "maximum recursion depth exceeded" in server.log(), what="the log line")
+    assert "Traceback" not in server.log()
+    assert listener.say("still here")["ok"] is True
+
+
+def test_packets_after_a_refused_first_packet_are_dropped_without_a_traceback(fresh_server):
+    # Not a CONNECT (the session is closed for it, in a greenlet of its own), then a CONNECT whose view
+    # takes a moment to accept, then an UPGRADE: python-engineio answered that on the closed session.
+    server = fresh_server()
+    ws = websocket.create_connection(server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket")
+    ws.recv()  # the OPEN packet
+    packets = ['42["message","too early"]', '40{"room":"lobby","name":"hasty"}', "5"]
+    frames = [websocket.ABNF.create_frame(packet, websocket.ABNF.OPCODE_TEXT) for packet in packets]
+    ws.sock.sendall(b"".join(frame.format() for frame in frames))  # in one segment: read at once
+    wait_until(lambda: "reason='the client left'" in server.log(), what="the refused connection")
     assert "Traceback" not in server.log()
