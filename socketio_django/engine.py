@@ -23,7 +23,9 @@ Everything else stays python-engineio's, python-socketio's, and
 
 - The pong's deadline is a timer: a session whose pong is late is closed
   then, and its pending poll gets the CLOSE packet (python-engineio meant to
-  send one, but its ``send`` drops it).
+  send one, but its ``send`` drops it). So python-engineio's monitor task is
+  off (each round held a copy of every session, closed ones too, for a ping
+  timeout), and closing a session stops its timers: it is freed at once.
 - A client's CLOSE answers its pending poll with a NOOP (python-engineio: an
   empty body, which is no payload at all).
 - A second poll while one is pending is refused and closes the session.
@@ -74,7 +76,17 @@ def milliseconds(seconds: float) -> int:
 class ProtocolServer(engineio.Server):
     """python-engineio's server with the handshake and request checks the specification asks for."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Pong deadlines are timers (ProtocolSocket) and a closed session leaves ``sockets`` at once: python-engineio's
+        # monitor task would only hold a copy of every session, closed ones too, for a ping timeout per round.
+        kwargs.setdefault("monitor_clients", False)
+        super().__init__(*args, **kwargs)
+
     def handle_request(self, environ: dict, start_response: Any) -> Any:
+        with metrics.REQUEST_GREENLETS.track_inprogress():
+            return self._handle_request(environ, start_response)
+
+    def _handle_request(self, environ: dict, start_response: Any) -> Any:
         method = environ["REQUEST_METHOD"]
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         if method not in METHODS or (method != "OPTIONS" and "transport" not in query):
@@ -155,6 +167,9 @@ class ProtocolSocket(EngineSocket):
     namespace_requested = False
     #: The timer of the pong's deadline, while a ping waits for its pong.
     pong_timer: Any = None
+    #: The timer of the next ping, while it is not due; the connect timeout's, while it runs.
+    ping_timer: Any = None
+    connect_timer: Any = None
 
     @classmethod
     def adopt(cls, engineio_socket: Any) -> None:
@@ -169,18 +184,19 @@ class ProtocolSocket(EngineSocket):
     # -- heartbeat -------------------------------------------------------
 
     def schedule_ping(self) -> None:
-        if self.last_ping:
+        if self.last_ping and not (self.closing or self.closed):
             self.last_ping = None
             if self.pong_timer is not None:  # the pong came: no deadline any more
                 self.pong_timer.close()
                 self.pong_timer = None
             # The ping counts from when it is due: a timer that fires late does not move the pong's deadline.
             due = time.time() + self.server.ping_interval
-            timer = gevent.get_hub().loop.timer(self.server.ping_interval)
+            self.ping_timer = timer = gevent.get_hub().loop.timer(self.server.ping_interval)
             timer.start(self._ping_due, timer, due)
 
     def _ping_due(self, timer: Any, due: float) -> None:
         timer.close()
+        self.ping_timer = None
         if self.closing or self.closed:
             return
         self.last_ping = due
@@ -219,6 +235,15 @@ class ProtocolSocket(EngineSocket):
                 self.close(wait=False, abort=True, reason=self.server.reason.PING_TIMEOUT)
             return False
         return True
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        # The timers' callbacks are this session's methods (running, they would keep it in memory),
+        # and a WebSocket that failed its upgrade points back at it.
+        for timer in (self.ping_timer, self.pong_timer, self.connect_timer):
+            if timer is not None:
+                timer.close()
+        self.ping_timer = self.pong_timer = self.connect_timer = self.probing = None
+        super().close(wait=wait, abort=abort, reason=reason)
 
     def catch_up(self) -> None:
         """Before a request is served: close the session if its pong is late; let an upgrading WebSocket read."""
@@ -325,8 +350,9 @@ class SocketIOProtocol:
 
     def _handle_eio_connect(self, eio_sid: str, environ: dict) -> Any:
         accepted = super()._handle_eio_connect(eio_sid, environ)
-        if accepted is not False and self.connect_timeout:
-            timer = gevent.get_hub().loop.timer(self.connect_timeout)
+        session = self.eio.sockets.get(eio_sid)
+        if accepted is not False and self.connect_timeout and isinstance(session, ProtocolSocket):
+            session.connect_timer = timer = gevent.get_hub().loop.timer(self.connect_timeout)
             timer.start(self._connect_due, timer, eio_sid)
         return accepted
 

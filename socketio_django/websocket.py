@@ -265,7 +265,6 @@ class WebSocketConnection:
         if item is _GONE:
             if self.probe is None:
                 socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_CLOSE)
-                self._forget()
             else:  # a failed upgrade: the client goes on polling
                 socket.upgrading = False
             return
@@ -331,7 +330,6 @@ class WebSocketConnection:
         self._deadline = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
         self._deadline.start(self.abort)
         self._unregister()
-        self._forget()
 
     def _lost(self, code: int | None = None) -> None:
         """The client left or broke the protocol: close now, then tell Engine.IO (after what it sent before)."""
@@ -383,12 +381,6 @@ class WebSocketConnection:
         websockets = self.engineio_socket.server.websockets
         if websockets.get(self.engineio_socket.sid) is self:
             del websockets[self.engineio_socket.sid]
-
-    def _forget(self) -> None:
-        """Remove the closed Engine.IO socket from its server (python-engineio would, when its handler returned)."""
-        sockets = self.engineio_socket.server.sockets
-        if sockets.get(self.engineio_socket.sid) is self.engineio_socket:
-            del sockets[self.engineio_socket.sid]
 
 
 class WebSocketRegistry(dict):
@@ -480,16 +472,18 @@ class WebSocketQueue:
 
     Packets go straight to the connection, which writes them when the loop
     turn ends. It takes the place of the socket's :class:`WriterQueue` (a
-    few KiB, for every idle client).
+    few KiB, for every idle client). Once the socket has closed, what is put is dropped.
     """
 
     __slots__ = ("transport",)
 
     def __init__(self, transport: WebSocketConnection) -> None:
-        self.transport = transport
+        #: None once the socket has closed.
+        self.transport: WebSocketConnection | None = transport
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        self.transport.send_packet(item)
+        if self.transport is not None:
+            self.transport.send_packet(item)
 
     def join(self, timeout: float | None = None) -> None:
         """Returns at once: what was put is with the connection already."""
@@ -503,7 +497,8 @@ class WebSocketQueue:
 
     def backlog(self) -> int:
         """Frames waiting while the kernel takes no more (none while they only wait for this loop turn's end)."""
-        return len(self.transport.out) if self.transport.waiting else 0
+        transport = self.transport
+        return len(transport.out) if transport is not None and transport.waiting else 0
 
 
 class EngineSocket(eio_socket.Socket):
@@ -514,6 +509,16 @@ class EngineSocket(eio_socket.Socket):
         """Make a socket python-engineio just built an :class:`EngineSocket` (it builds them itself)."""
         engineio_socket.__class__ = cls
         metrics.count_until_freed(engineio_socket, metrics.SESSIONS_IN_MEMORY)
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        """Close the session, and let it go: it leaves the server's sessions (a request for it is refused alike)."""
+        super().close(wait=wait, abort=abort, reason=reason)
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
+        if isinstance(self.queue, WebSocketQueue):
+            # Its connection points back at this socket: without the cycle, both are freed as soon as
+            # the connection is done, not at the garbage collector's next full pass.
+            self.queue.transport = None
 
     def attach(self, transport: WebSocketConnection) -> None:
         """Send what is queued, and from now on every packet, through ``transport``."""

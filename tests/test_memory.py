@@ -1,0 +1,31 @@
+"""What a closed connection leaves in the server's memory: nothing, from the moment it closed."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from .helpers import RawSocket, metric_values, wait_until
+
+BURST = 1000
+
+
+def sessions_in_memory(server) -> float:
+    return metric_values(server)["socketio_sessions_in_memory"]
+
+
+def connected(server) -> float:
+    return metric_values(server)["socketio_connected_clients"]
+
+
+def test_websockets_that_close_are_released_at_once(fresh_server):
+    """Their ping timers (25 s) held closed sessions: 1,625 of them, 67 MB, after one burst."""
+    server = fresh_server()
+    start = sessions_in_memory(server)
+    with ThreadPoolExecutor(16) as pool:
+        sockets = list(pool.map(lambda _: RawSocket(server.url, namespace="/echo"), range(BURST)))
+        wait_until(lambda: connected(server) == BURST, what=f"{BURST} clients connected")
+        assert sessions_in_memory(server) >= start + BURST
+        list(pool.map(RawSocket.close, sockets))
+    wait_until(lambda: connected(server) == 0, what="every client gone")
+    # Well within the ping interval: nothing but the sessions' own references held them.
+    wait_until(lambda: sessions_in_memory(server) <= start + 5, timeout=5, what="closed sessions freed")
