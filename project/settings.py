@@ -122,6 +122,12 @@ SOCKETIO_MAX_SESSIONS_PER_ADDRESS = int(os.environ.get("SOCKETIO_MAX_SESSIONS_PE
 SOCKETIO_SESSION_RATE_PER_ADDRESS = float(os.environ.get("SOCKETIO_SESSION_RATE_PER_ADDRESS", 0))
 SOCKETIO_SESSION_BURST_PER_ADDRESS = int(os.environ.get("SOCKETIO_SESSION_BURST_PER_ADDRESS", 10))
 SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS = int(os.environ.get("SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS", 0))
+# What a request may take before the view sees it (socketio_django/http_handler.py): seconds for its
+# headers (an idle keep-alive connection waits for them too) and body, bytes of headers and body.
+SOCKETIO_HEADERS_TIMEOUT = float(os.environ.get("SOCKETIO_HEADERS_TIMEOUT", 10))
+SOCKETIO_BODY_TIMEOUT = float(os.environ.get("SOCKETIO_BODY_TIMEOUT", 30))
+SOCKETIO_MAX_HEADERS_SIZE = int(os.environ.get("SOCKETIO_MAX_HEADERS_SIZE", 16 * 1024))
+SOCKETIO_MAX_BODY_SIZE = int(os.environ.get("SOCKETIO_MAX_BODY_SIZE", 1024 * 1024))
 
 # Chat app.
 CHAT_HISTORY_SIZE = 15
@@ -152,9 +158,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"client_errors_on_one_line": {"()": "socketio_django.logs.ClientErrorsOnOneLine"}},
+    "filters": {
+        "client_errors_on_one_line": {"()": "socketio_django.logs.ClientErrorsOnOneLine"},
+        # A flood of refused clients: at most 10 warnings of one kind a minute, then a count.
+        "rate_limit": {"()": "socketio_django.logs.RateLimit", "burst": 10, "interval": 60},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["client_errors_on_one_line"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["client_errors_on_one_line", "rate_limit"],
+        }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
     "loggers": {

@@ -48,6 +48,15 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_SESSION_BURST_PER_ADDRESS": 10,
     # TCP connections one peer address (not a trusted proxy) may have open in HTTP at once (0: no cap).
     "SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS": 0,
+    # Seconds a request's line and headers may take (an idle keep-alive connection waits for them too):
+    # slow clients (slowloris) would hold their sockets for ever.
+    "SOCKETIO_HEADERS_TIMEOUT": 10.0,
+    # Seconds a request's body may take once its headers are in (408 past it).
+    "SOCKETIO_BODY_TIMEOUT": 30.0,
+    # Bytes of request headers taken (431 past it): Node's default, room for a browser's cookies.
+    "SOCKETIO_MAX_HEADERS_SIZE": 16 * 1024,
+    # Bytes of request body taken (413 past it), read into memory before the view runs; the chat's are 64 KiB.
+    "SOCKETIO_MAX_BODY_SIZE": 1024 * 1024,
 }
 
 
@@ -83,6 +92,16 @@ def server_options() -> dict[str, Any]:
     if origins is not None:
         options["cors_allowed_origins"] = origins
     return options
+
+
+def http_limits() -> dict[str, Any]:
+    """The limits of :class:`~.http_handler.HTTPHandler` (class attributes) from the project's settings."""
+    return {
+        "headers_timeout": setting("SOCKETIO_HEADERS_TIMEOUT"),
+        "body_timeout": setting("SOCKETIO_BODY_TIMEOUT"),
+        "max_headers_size": setting("SOCKETIO_MAX_HEADERS_SIZE"),
+        "max_body_size": setting("SOCKETIO_MAX_BODY_SIZE"),
+    }
 
 
 def host_allowed(environ: dict) -> bool:

@@ -35,9 +35,9 @@ from urllib.parse import parse_qs
 import gevent
 import gevent.socket
 from gevent.pywsgi import WSGIServer
-from geventwebsocket.handler import WebSocketHandler
 
 from . import sessions
+from .http_handler import HTTPHandler
 
 logger = logging.getLogger("socketio_django")
 
@@ -151,8 +151,8 @@ def stop() -> None:
         _receiver = None
 
 
-class HandoverHandler(WebSocketHandler):
-    """gevent-websocket's handler, handing requests for other workers' sessions over to them."""
+class HandoverHandler(HTTPHandler):
+    """The servers' handler, handing requests for other workers' sessions over to them."""
 
     def handle_one_response(self) -> None:
         owner = self._foreign_owner()

@@ -1,19 +1,100 @@
-"""Log filters: what a client got wrong takes one line, not a traceback."""
+"""Log hygiene under attack: what a client did takes one line, and a flood of such lines stays short.
+
+- :class:`ClientErrorsOnOneLine` drops the traceback of records about a
+  client's doing (a forged Host header, a connection reset while a view wrote).
+- :class:`RateLimit` lets through a few records of each kind per interval and
+  counts the rest: a thousand clients refused in a minute take a dozen lines.
+- :func:`quiet_network_errors` keeps gevent's hub from printing a traceback for
+  every greenlet that ended because its client's connection broke.
+"""
 
 from __future__ import annotations
 
 import logging
+import ssl
+import time
+
+import gevent
 
 # Loggers whose records are about a client's request (a forged Host header, a bad CSRF token),
 # not about a bug: their tracebacks show Django's code, and an attacker could fill the log with them.
 CLIENT_ERROR_LOGGERS = ("django.security.",)
+# What a client's connection breaking raises, anywhere: reset, gone, silent, or a TLS session cut or botched.
+NETWORK_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError, ssl.SSLError)
 
 
 class ClientErrorsOnOneLine(logging.Filter):
-    """Drops the traceback of records from :data:`CLIENT_ERROR_LOGGERS` (the message says what happened)."""
+    """Drops the traceback of records from :data:`CLIENT_ERROR_LOGGERS`, or raised by :data:`NETWORK_ERRORS`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith(CLIENT_ERROR_LOGGERS) and record.exc_info:
+        if record.exc_info and (
+            record.name.startswith(CLIENT_ERROR_LOGGERS) or isinstance(record.exc_info[1], NETWORK_ERRORS)
+        ):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+class RateLimit(logging.Filter):
+    """At most ``burst`` records of one kind every ``interval`` seconds, for warnings and errors.
+
+    A kind is a logger and a message template (``"refused a request from %s: %s"``):
+    one line per refused client, yet a flood of refused clients takes ``burst``
+    lines, the last saying that more are suppressed; the first one let through
+    after the interval says how many were. Records below WARNING (a client
+    connecting, leaving) are the normal course of things and all pass.
+    """
+
+    #: Kinds remembered at most (messages formatted before logging, without a template, are a kind each).
+    MAX_KINDS = 1000
+
+    def __init__(self, burst: int = 10, interval: float = 60.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.interval = interval
+        #: (logger, template) -> [start of its interval, records let through, records suppressed]
+        self._kinds: dict[tuple[str, str], list] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        now = time.monotonic()
+        key = (record.name, str(record.msg))
+        kind = self._kinds.get(key)
+        if kind is None or now - kind[0] >= self.interval:
+            if len(self._kinds) >= self.MAX_KINDS:
+                self._make_room(now)
+            self._kinds[key] = [now, 1, 0]
+            if kind is not None and kind[2]:
+                self._append(record, f"({kind[2]} more like this suppressed in the last {self.interval:.0f}s)")
+            return True
+        if kind[1] < self.burst:
+            kind[1] += 1
+            if kind[1] == self.burst:
+                self._append(record, f"(more like this suppressed for {self.interval - (now - kind[0]):.0f}s)")
+            return True
+        kind[2] += 1
+        return False
+
+    def _make_room(self, now: float) -> None:
+        """Forget the kinds whose interval has ended, and the oldest if that is not enough."""
+        for key in [key for key, kind in self._kinds.items() if now - kind[0] >= self.interval]:
+            del self._kinds[key]
+        while len(self._kinds) >= self.MAX_KINDS:
+            del self._kinds[next(iter(self._kinds))]
+
+    @staticmethod
+    def _append(record: logging.LogRecord, note: str) -> None:
+        record.msg = f"{record.getMessage()} {note}"
+        record.args = None
+
+
+def quiet_network_errors() -> None:
+    """gevent's hub prints no traceback for a greenlet that ended with one of :data:`NETWORK_ERRORS`.
+
+    A client resetting its connection while its handler reads or writes is no
+    bug, yet each printed a traceback (hundreds under attack). Real errors
+    still print theirs.
+    """
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = tuple(dict.fromkeys((*hub.NOT_ERROR, *NETWORK_ERRORS)))

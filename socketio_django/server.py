@@ -10,11 +10,12 @@ from typing import Any
 import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
-from geventwebsocket.handler import WebSocketHandler
 
 from .addresses import ConnectionLimitedServer
 from .bridge import SocketIOApplication, ViewServer, WSGIApplication
+from .http_handler import HTTPHandler
 from .limits import listen_backlog
+from .logs import quiet_network_errors
 
 logger = logging.getLogger("socketio_django")
 
@@ -43,7 +44,9 @@ class SocketIOServer(ConnectionLimitedServer, WSGIServer):
             application = SocketIOApplication(application, resource=resource, **options)
         self.socketio_app = application
         backlog = None if hasattr(listener, "accept") else listen_backlog()  # a socket is listening already
-        super().__init__(listener, application, handler_class=WebSocketHandler, log=log, backlog=backlog)
+        handler_class = HTTPHandler.with_settings()
+        super().__init__(listener, application, handler_class=handler_class, log=log, backlog=backlog)
+        quiet_network_errors()
 
     @property
     def sio(self) -> ViewServer:

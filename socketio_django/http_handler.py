@@ -1,0 +1,170 @@
+"""The servers' HTTP handler: gevent-websocket's, with time and size limits on what a client sends.
+
+pywsgi waits as long as a client likes for a request's headers and body, and
+takes headers of any size: a few hundred connections sending a byte now and
+then (slowloris) hold as many sockets, and with them the process's open
+files, for ever. This handler, used by :class:`~.server.SocketIOServer` and
+by the Gunicorn worker (:mod:`.workers`, through :mod:`.handover`):
+
+- gives a request's line and headers ``headers_timeout`` seconds, counted from
+  when the connection starts waiting for a request: an idle keep-alive
+  connection waiting for its next request is waiting for headers too. A
+  connection that sent nothing by then is closed without a word (as Node's
+  ``keepAliveTimeout``); one whose request had begun gets 408;
+- reads a request's body in full before the application runs, within
+  ``body_timeout`` seconds (408), so that no view, Engine.IO included, ever
+  waits on a slow body;
+- answers headers over ``max_headers_size`` bytes (or over 100 lines) with 431
+  and a body announced over ``max_body_size`` with 413, without reading them;
+  pywsgi answers a request line over 8 KiB with 414 and a malformed request
+  with 400.
+
+Each answer closes the connection and takes one log line (which
+:class:`~.logs.RateLimit` keeps short under a flood); a client that went away
+mid-request takes none. Once the application has a request, nothing here
+limits it: a WebSocket after its upgrade, a long-poll or an event stream
+waiting for data.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from http.client import HTTPException
+from typing import IO, Any, Self
+
+import gevent
+from gevent.pywsgi import MAX_REQUEST_LINE, Input, _InvalidClientInput
+from geventwebsocket.handler import WebSocketHandler
+
+logger = logging.getLogger("socketio_django.http")
+
+
+class Refused(Exception):
+    """A request turned away before the application saw it: the status it gets, and why (for the log)."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    def response(self) -> tuple[str, bytes]:
+        """The ``(code, bytes)`` pywsgi's ``handle()`` sends before it closes the connection."""
+        head = f"HTTP/1.1 {self.status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        return self.status.split()[0], head.encode("latin-1")
+
+
+class HTTPHandler(WebSocketHandler):
+    """gevent-websocket's handler with time limits on a request's head and body, and size limits on both."""
+
+    #: Seconds a request's line and headers may take to arrive, from when the connection waits for it.
+    headers_timeout: float = 10.0
+    #: Seconds a request's body may take to arrive once its headers are in.
+    body_timeout: float = 30.0
+    #: Bytes of headers (after the request line, which pywsgi bounds to 8 KiB) a request may send.
+    max_headers_size: int = 16 * 1024
+    #: Bytes of body a request may send; the server reads that much into memory before the application runs.
+    max_body_size: int = 1024 * 1024
+
+    #: The running clock of the request being read (its line and headers).
+    _head_deadline: gevent.Timeout | None = None
+    #: The body of the request being handled, read in full (None: it has none).
+    _body: bytes | None = None
+
+    @classmethod
+    def with_settings(cls) -> type[Self]:
+        """This class with the limits of the project's settings (``SOCKETIO_HEADERS_TIMEOUT``, ...)."""
+        # Not imported with this module: Gunicorn's master imports it before Django is set up.
+        from .conf import http_limits
+
+        return type(cls.__name__, (cls,), http_limits())
+
+    def handle_one_request(self) -> Any:
+        try:
+            return super().handle_one_request()
+        except Refused as refused:  # while the request line came in: its deadline, or its length
+            return self._handle_client_error(refused)
+        finally:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+
+    def read_requestline(self) -> str:
+        self._head_deadline = gevent.Timeout.start_new(
+            self.headers_timeout, Refused("408 Request Timeout", f"headers not complete within {self.headers_timeout}s")
+        )
+        try:
+            if not self.rfile.peek(1):
+                return ""  # the client closed the connection
+        except (Refused, OSError):
+            return ""  # nothing came (an idle keep-alive connection), or the client went: closed quietly
+        line = super().read_requestline()
+        if len(line) >= MAX_REQUEST_LINE:  # pywsgi would answer 414 too, but say nothing
+            raise Refused("414 URI Too Long", f"a request line over {MAX_REQUEST_LINE} bytes")
+        return line
+
+    def read_request(self, raw_requestline: str) -> bool:
+        try:
+            super().read_request(raw_requestline)
+        finally:
+            self._head_deadline.cancel()
+        self._body = self._read_body()
+        return True
+
+    def MessageClass(self, fp: IO[bytes], *args: Any) -> Any:  # noqa: N802 (pywsgi's name)
+        return super().MessageClass(io.BytesIO(self._read_headers(fp)), *args)
+
+    def _read_headers(self, fp: IO[bytes]) -> bytes:
+        """The header lines, up to the blank line that ends them, at most ``max_headers_size`` bytes."""
+        head = bytearray()
+        while True:
+            line = fp.readline(self.max_headers_size + 1 - len(head))
+            head += line
+            if len(head) > self.max_headers_size:
+                raise Refused("431 Request Header Fields Too Large", f"headers over {self.max_headers_size} bytes")
+            if line in (b"\r\n", b"\n", b""):
+                return bytes(head)
+
+    def _read_body(self) -> bytes | None:
+        chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
+        if not chunked and not self.content_length:
+            return None
+        if (self.content_length or 0) > self.max_body_size:
+            raise Refused(
+                "413 Content Too Large", f"a body of {self.content_length} bytes (at most {self.max_body_size})"
+            )
+        # pywsgi's Input: it reads chunked bodies and answers "Expect: 100-continue".
+        expecting = self.headers.get("expect", "").lower() == "100-continue"
+        body = Input(self.rfile, self.content_length, socket=self.socket if expecting else None, chunked_input=chunked)
+        late = Refused("408 Request Timeout", f"body not complete within {self.body_timeout}s")
+        with gevent.Timeout(self.body_timeout, late):
+            data = body.read(self.max_body_size + 1)
+        if len(data) > self.max_body_size:
+            raise Refused("413 Content Too Large", f"a chunked body over {self.max_body_size} bytes")
+        return data
+
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        if self._body is not None:
+            # Read already: the application reads it from memory, with its length known.
+            self.wsgi_input = Input(io.BytesIO(self._body), len(self._body))
+            environ["wsgi.input"] = self.wsgi_input
+            environ["CONTENT_LENGTH"] = str(len(self._body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return environ
+
+    def _handle_client_error(self, error: Exception) -> tuple[str, bytes] | None:
+        """One log line and an answer for a request the client got wrong; nothing for a client that went away."""
+        if isinstance(error, Refused):
+            refused = error
+        elif isinstance(error, OSError) and not isinstance(error, _InvalidClientInput):
+            return None  # reset, or closed mid-request: nobody to answer
+        elif isinstance(error, HTTPException):  # from http.client: over 100 header lines
+            refused = Refused("431 Request Header Fields Too Large", str(error))
+        elif isinstance(error, (ValueError, _InvalidClientInput)):
+            refused = Refused("400 Bad Request", f"malformed request ({str(error)[:120]})")
+        else:
+            return super()._handle_client_error(error)  # a bug: its traceback
+        address = self.client_address[0] if isinstance(self.client_address, tuple) else self.client_address
+        # The status in the template: each status is a kind of its own for logs.RateLimit.
+        logger.warning("refused a request from %s: " + refused.status + " (%s)", address, refused.reason)
+        return refused.response()
