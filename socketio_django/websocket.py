@@ -7,9 +7,11 @@ of KiB for each idle client. Here, once the HTTP handshake is done, the event
 loop reads the socket when the kernel has bytes for it (a read watcher), and
 what is sent to a client during one turn of the loop goes out with one
 ``send`` when the turn ends (a write watcher waits when the kernel's buffer is
-full). Pings are timers (:mod:`.engine`). What a client sends is handled in a greenlet that
-lives only while there is something to handle, since Engine.IO and Socket.IO
-handlers may block (a new connection waits for its view to accept it).
+full). Pings are timers (:mod:`.engine`). What a client sends is handled in a
+greenlet that lives only while there is something to handle, since Engine.IO
+and Socket.IO handlers may block (a new connection waits for its view to
+accept it). Once closed, nothing keeps a connection or its session: they are
+freed at once, not by the garbage collector's next full pass.
 
 Behind TLS, bytes must go through the SSL layer: python-engineio's own
 transport serves those connections.
