@@ -5,22 +5,31 @@
 - :class:`RateLimit` lets through a few records of each kind per interval and
   counts the rest: a thousand clients refused in a minute take a dozen lines.
 - :func:`quiet_network_errors` keeps gevent's hub from printing a traceback for
-  every greenlet that ended because its client's connection broke.
+  every greenlet that ended because its client's connection broke, and for
+  every accept that found no file descriptor left.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import resource
 import ssl
 import time
+from typing import Any
 
 import gevent
+from gevent.baseserver import BaseServer
+
+logger = logging.getLogger("socketio_django")
 
 # Loggers whose records are about a client's request (a forged Host header, a bad CSRF token),
 # not about a bug: their tracebacks show Django's code, and an attacker could fill the log with them.
 CLIENT_ERROR_LOGGERS = ("django.security.",)
 # What a client's connection breaking raises, anywhere: reset, gone, silent, or a TLS session cut or botched.
 NETWORK_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError, ssl.SSLError)
+# What accept() raises when the process, or the system, has no file descriptor left.
+NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
 class ClientErrorsOnOneLine(logging.Filter):
@@ -90,11 +99,26 @@ class RateLimit(logging.Filter):
 
 
 def quiet_network_errors() -> None:
-    """gevent's hub prints no traceback for a greenlet that ended with one of :data:`NETWORK_ERRORS`.
+    """gevent's hub prints no traceback for what a client's connection, or their number, did.
 
     A client resetting its connection while its handler reads or writes is no
-    bug, yet each printed a traceback (hundreds under attack). Real errors
-    still print theirs.
+    bug, yet each printed a traceback (hundreds under attack): a greenlet that
+    ended with one of :data:`NETWORK_ERRORS` prints nothing. A server that
+    cannot accept for want of file descriptors (every one held by a client)
+    logs one line instead, each time it retries (up to every second). Real
+    errors still print theirs.
     """
     hub = gevent.get_hub()
-    hub.NOT_ERROR = tuple(dict.fromkeys((*hub.NOT_ERROR, *NETWORK_ERRORS)))
+    if "print_exception" in vars(hub):
+        return  # done already (a server per listening socket)
+    hub.NOT_ERROR = (*hub.NOT_ERROR, *NETWORK_ERRORS)
+    print_exception = hub.print_exception
+
+    def print_one_line_for_no_descriptors(context: Any, kind: type, error: BaseException, tb: Any) -> None:
+        if isinstance(context, BaseServer) and isinstance(error, OSError) and error.errno in NO_DESCRIPTORS:
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            logger.warning("cannot accept connections: %s (at most %d open files)", error.strerror, limit)
+        else:
+            print_exception(context, kind, error, tb)
+
+    hub.print_exception = print_one_line_for_no_descriptors

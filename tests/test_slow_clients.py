@@ -212,6 +212,17 @@ def test_an_oversized_or_malformed_request_is_refused_at_once_in_one_log_line(se
     assert "Traceback" not in server.log()
 
 
+def test_answers_on_a_kept_alive_connection_come_at_once(server):
+    with requests.Session() as http:  # one connection, kept alive
+        took = []
+        for _ in range(10):
+            started = time.monotonic()
+            assert http.get(server.url + "/socket.io/?EIO=4&transport=polling", timeout=10).status_code == 200
+            took.append(time.monotonic() - started)
+    # Each answer's body waited for the client's delayed ACK (40 ms) behind its head.
+    assert sorted(took)[5] < 0.02, took
+
+
 def _reset(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # RST, not FIN
@@ -268,6 +279,9 @@ def test_under_a_low_open_files_limit_health_answers_again_once_slow_clients_are
         health = requests.get(server.url + "/healthz", timeout=3 * HEADERS_TIMEOUT + MARGIN)
         assert health.status_code == 200
         wait_until(loris.all_closed, timeout=3 * HEADERS_TIMEOUT + MARGIN, what="every slow connection cut")
+        # Each accept that found no descriptor left took one line, not a traceback.
+        assert "cannot accept connections: Too many open files (at most 200 open files)" in server.log()
+        assert "Traceback" not in server.log()
     finally:
         server.stop()
 
