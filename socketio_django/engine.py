@@ -39,6 +39,9 @@ Everything else stays python-engineio's, python-socketio's, and
 - A session whose first Socket.IO packet is not a CONNECT is closed.
 - A session that has connected to no namespace ``connect_timeout`` seconds
   after its handshake is closed (Node's ``connectTimeout``, 45 s).
+- Packets are read as Node's parser reads them (:class:`StrictPacket`):
+  python-socketio took NaN, Infinity, ack ids of 100 digits, a CONNECT whose
+  auth is no object, and placeholders for attachments that do not exist.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ from __future__ import annotations
 import binascii
 import contextlib
 import io
+import json
 import logging
+import math
 import socket
 import ssl
 import time
@@ -59,6 +64,7 @@ import gevent.ssl
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
+from socketio import packet as sio_packet
 
 from . import metrics
 from .websocket import EngineSocket, WebSocketConnection, WriterQueue
@@ -337,12 +343,69 @@ class UpgradingWebSocket(WebSocketConnection):
         super()._hand_over(item)
 
 
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:20]} is out of a number's range")
+    return number
+
+
+def _integer(text: str) -> int:
+    if len(text) > 100:  # as python-engineio's reader: int() of thousands of digits takes milliseconds
+        raise ValueError("an integer of more than 100 digits")
+    return int(text)
+
+
+class StrictJSON:
+    """JSON as RFC 8259 has it, for what clients send: Python reads NaN and Infinity, and 1e999 as infinity."""
+
+    loads = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite, parse_int=_integer).decode
+    dumps = staticmethod(json.dumps)
+
+
+class StrictPacket(sio_packet.Packet):
+    """A Socket.IO packet from a client, malformed (ValueError) where Node's parser would refuse it.
+
+    Besides :class:`StrictJSON`: an ack id past ``MAX_ACK_ID``, a CONNECT whose
+    auth is not an object, a binary packet announcing no attachment (it took the
+    next packet as one), and a placeholder whose ``num`` is not an attachment's
+    index (python-socketio took -1 for the last one, ``true`` for the second).
+    """
+
+    json = StrictJSON
+    #: The largest integer a JavaScript client counts to: a larger ack id is no client's counter.
+    MAX_ACK_ID = 2**53 - 1
+
+    def decode(self, encoded_packet: str) -> int:
+        attachments = super().decode(encoded_packet)
+        if self.id is not None and self.id > self.MAX_ACK_ID:
+            raise ValueError("an ack id past 2**53 - 1")
+        if self.packet_type == sio_packet.CONNECT and not isinstance(self.data, (dict, type(None))):
+            raise ValueError("a CONNECT whose auth is not an object")
+        if self.packet_type in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK) and not attachments:
+            raise ValueError("a binary packet with no attachment")
+        return attachments
+
+    @classmethod
+    def _reconstruct_binary_internal(cls, data: Any, attachments: list) -> Any:
+        if isinstance(data, dict) and data.get("_placeholder") and "num" in data:
+            index = data["num"]
+            if type(index) is not int or not 0 <= index < len(attachments):
+                raise ValueError(f"a placeholder for attachment {str(index)[:20]} of {len(attachments)}")
+        return super()._reconstruct_binary_internal(data, attachments)
+
+
 class SocketIOProtocol:
     """A mixin for ``socketio.Server``: :class:`ProtocolServer` underneath, and the connection rules of Socket.IO v5."""
 
     def __init__(self, *args: Any, connect_timeout: float | None = 45.0, **kwargs: Any) -> None:
         #: Seconds a session may go without connecting to a namespace (None: for ever).
         self.connect_timeout = connect_timeout
+        kwargs.setdefault("serializer", StrictPacket)
         super().__init__(*args, **kwargs)
 
     def _engineio_server_class(self) -> type:
@@ -375,4 +438,6 @@ class SocketIOProtocol:
                 self.start_background_task(self.eio.disconnect, eio_sid)
                 return
             session.namespace_requested = True
+        if eio_sid in self._binary_packet and not isinstance(data, bytes):
+            raise ValueError("a binary attachment that is text")  # python-socketio took it for one
         super()._handle_eio_message(eio_sid, data)

@@ -308,3 +308,46 @@ def test_packets_after_a_refused_first_packet_are_dropped_without_a_traceback(fr
     ws.sock.sendall(b"".join(frame.format() for frame in frames))  # in one segment: read at once
     wait_until(lambda: "reason='the client left'" in server.log(), what="the refused connection")
     assert "Traceback" not in server.log()
+
+
+# Values and shapes Node's Socket.IO parser refuses and python-socketio took; each disconnects its sender now.
+HOSTILE_PACKETS = [
+    ['42["message",NaN]'],
+    ['42["message",-Infinity]'],
+    ['42["message",1e999999]'],  # past a float's range: read as infinity
+    ['42["members",{"after":1e999999}]'],
+    ['429007199254740992["message","x"]'],  # an ack id past 2**53 - 1: no JavaScript client counts there
+    ["42" + "9" * 99 + '["message","x"]'],
+    ['40["not","an","object"]'],  # a CONNECT whose auth is not an object
+    ['450-["message","x"]'],  # a binary event announcing no attachment: it took the next packet as one
+    ['451-["message",{"_placeholder":true,"num":-1}]', b"\x01"],  # -1 was the last attachment
+    ['452-["message",{"_placeholder":true,"num":true}]', b"\x01", b"\x02"],  # true was the second
+    ['451-["message",{"_placeholder":true,"num":0}]', '42["message","x"]'],  # an attachment that is text
+]
+
+
+@pytest.mark.parametrize("packets", HOSTILE_PACKETS, ids=repr)
+def test_hostile_values_disconnect_their_sender_with_one_log_line(fresh_server, clients, room, packets):
+    server = fresh_server()
+    bystander = clients.join(server.url, room, "bystander")
+    hostile = RawSocket(server.url, {"room": room, "name": "hostile"})
+    hostile.next_events(1, "welcome")
+    for packet in packets:
+        hostile.send(packet)
+    hostile.frames_until_closed()
+    line = f"disconnecting {hostile.engine_id}: malformed packet (ValueError"
+    wait_until(lambda: line in server.log(), what="the log line")
+    assert server.log().count(f"disconnecting {hostile.engine_id}") == 1
+    assert "Traceback" not in server.log()
+    assert bystander.say("unaffected")["ok"] is True
+    assert "unaffected" in history(clients, server, room) and "x" not in history(clients, server, room)
+
+
+def test_a_hostile_value_over_long_polling_disconnects_its_sender(fresh_server, clients, room):
+    server = fresh_server()
+    bystander = clients.join(server.url, room, "bystander")
+    hostile = clients.join(server.url, room, "hostile", "polling")
+    hostile.sio.eio.send('2["message",NaN]')  # an Engine.IO MESSAGE carrying that Socket.IO packet
+    hostile.wait_for("disconnect")
+    assert "malformed packet (ValueError: NaN is not JSON)" in server.log()
+    assert bystander.say("unaffected")["ok"] is True
