@@ -215,6 +215,10 @@ class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
 
     def _run_view(self, handle: SocketHandle, environ: dict) -> str | None:
         """Run the view; return the refusal reason if it answered with an error."""
+        with metrics.VIEW_GREENLETS.track_inprogress():
+            return self._view_outcome(handle, environ)
+
+    def _view_outcome(self, handle: SocketHandle, environ: dict) -> str | None:
         status: list[str] = []
 
         def start_response(status_line: str, headers: list, exc_info: Any = None) -> None:

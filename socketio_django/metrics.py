@@ -38,12 +38,14 @@ SESSIONS_IN_MEMORY = Gauge(
 )
 GREENLETS = Gauge(
     "socketio_greenlets",
-    "Greenlets serving clients, by role (request: an HTTP request in Engine.IO; handler: a WebSocket's messages)",
+    "Greenlets serving clients, by role (request: an HTTP request in Engine.IO; handler: a WebSocket's messages;"
+    " view: a connection's view)",
     ["role"],
     multiprocess_mode="livesum",
 )
 REQUEST_GREENLETS = GREENLETS.labels("request")
 HANDLER_GREENLETS = GREENLETS.labels("handler")
+VIEW_GREENLETS = GREENLETS.labels("view")
 
 # Weak references to the objects counted until freed (a weak reference's callback runs only while it lives).
 _counted: set[weakref.ref] = set()
