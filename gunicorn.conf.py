@@ -45,7 +45,8 @@ worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", 10000))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 # The master waits this long after SIGTERM before killing workers: our own drain plus a margin.
 graceful_timeout = int(SHUTDOWN_TIMEOUT) + 5
-keepalive = 5
+# No `keepalive`: this worker's pywsgi keeps connections alive itself and ignores Gunicorn's setting;
+# SOCKETIO_HEADERS_TIMEOUT closes an idle keep-alive connection (and bounds a request's headers).
 # TLS straight from Gunicorn, when no proxy in front terminates it.
 certfile = os.environ.get("GUNICORN_CERTFILE") or None
 keyfile = os.environ.get("GUNICORN_KEYFILE") or None
