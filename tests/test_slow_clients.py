@@ -8,6 +8,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -110,7 +111,7 @@ def attack():
         loris.close()
 
 
-def chat_until(condition, speaker: RawSocket, what: str) -> list[float]:
+def chat_until(condition: Callable[[], bool], speaker: RawSocket, what: str) -> list[float]:
     """Send messages until ``condition()``; the seconds each acknowledgement took."""
     latencies = []
     deadline = time.monotonic() + HEADERS_TIMEOUT + MARGIN
