@@ -3,7 +3,7 @@
 - :class:`ClientErrorsOnOneLine` drops the traceback of records about a
   client's doing (a forged Host header, a connection reset while a view wrote).
 - :class:`RateLimit` lets through a few records of each kind per interval and
-  counts the rest: a thousand clients refused in a minute take a dozen lines.
+  counts the rest: a thousand clients refused in a minute take ten lines.
 - :func:`quiet_network_errors` keeps gevent's hub from printing a traceback for
   every greenlet that ended because its client's connection broke, and for
   every accept that found no file descriptor left.
@@ -47,7 +47,7 @@ class ClientErrorsOnOneLine(logging.Filter):
 class RateLimit(logging.Filter):
     """At most ``burst`` records of one kind every ``interval`` seconds, for warnings and errors.
 
-    A kind is a logger and a message template (``"refused a request from %s: %s"``):
+    A kind is a logger and a message template (``"refused a new client: SOCKETIO_MAX_CLIENTS (%d) reached"``):
     one line per refused client, yet a flood of refused clients takes ``burst``
     lines, the last saying that more are suppressed; the first one let through
     after the interval says how many were. Records below WARNING (a client
