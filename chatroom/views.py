@@ -122,6 +122,7 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
         online = presence.names(room, limit=settings.CHAT_MEMBERS_PAGE)
         socket.emit("welcome", {"name": name, "room": room, "online": online, "count": presence.count(room)})
         announcer().joined(room, name, socket)
+        flooding = False
         while (incoming := socket.recv()) is not None:
             try:
                 check_rate(bucket, address)
@@ -133,9 +134,13 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
                 message = store(incoming.data, room, name)
             except ValidationError as error:
                 MESSAGES.labels(error.code).inc()
-                logger.info("rejected id=%s name=%s room=%s reason=%r", socket.id, name, room, error.messages[0])
+                # A client over its rate hears it each time and is logged once a streak: a flood is one line.
+                if not (flooding and error.code == "rate-limited"):
+                    logger.info("rejected id=%s name=%s room=%s reason=%r", socket.id, name, room, error.messages[0])
+                flooding = error.code == "rate-limited"
                 incoming.reply({"error": error.messages[0]})
                 continue
+            flooding = False
             MESSAGES.labels("stored").inc()
             incoming.reply({"ok": True, "id": message.id})
             socket.broadcast("message", message.as_event(), room=room)

@@ -160,6 +160,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "filters": {
         "client_errors_on_one_line": {"()": "socketio_django.logs.ClientErrorsOnOneLine"},
+        "refusals_logged_by_the_bridge": {"()": "socketio_django.logs.RefusalsLoggedByTheBridge"},
         # A flood of refused clients: at most 10 warnings of one kind a minute, then a count.
         "rate_limit": {"()": "socketio_django.logs.RateLimit", "burst": 10, "interval": 60},
     },
@@ -167,7 +168,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["client_errors_on_one_line", "rate_limit"],
+            "filters": ["client_errors_on_one_line", "refusals_logged_by_the_bridge", "rate_limit"],
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},

@@ -2,6 +2,8 @@
 
 - :class:`ClientErrorsOnOneLine` drops the traceback of records about a
   client's doing (a forged Host header, a connection reset while a view wrote).
+- :class:`RefusalsLoggedByTheBridge` drops Django's "Bad Request" line for a
+  socket view that refused its client: the bridge's "refused" line says it.
 - :class:`RateLimit` lets through a few records of each kind per interval and
   counts the rest: a thousand clients refused in a minute take ten lines.
 - :func:`quiet_network_errors` keeps gevent's hub from printing a traceback for
@@ -42,6 +44,16 @@ class ClientErrorsOnOneLine(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+class RefusalsLoggedByTheBridge(logging.Filter):
+    """Drops ``django.request``'s record of a socket view's 4xx answer (the bridge logs ``refused ... reason=``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "django.request" or getattr(record, "status_code", 500) >= 500:
+            return True
+        request = getattr(record, "request", None)
+        return "socketio" not in getattr(request, "environ", {})
 
 
 class RateLimit(logging.Filter):
