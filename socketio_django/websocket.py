@@ -294,6 +294,8 @@ class WebSocketConnection:
     def _upgrade(self, pkt: eio_packet.Packet) -> None:
         """Engine.IO's upgrade handshake: PING "probe", PONG "probe", then UPGRADE."""
         socket = self.engineio_socket
+        if self.closed:
+            return  # read before a failed step closed this connection: an UPGRADE would attach it, closed
         if socket.upgraded or socket.closed:  # another WebSocket won, or the client has gone
             self._lost(CLOSE_PROTOCOL_ERROR)
         elif self.probe == "probe" and pkt.packet_type == eio_packet.PING and pkt.data == "probe":

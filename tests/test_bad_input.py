@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import requests
 import websocket
 
-from .helpers import RawSocket, wait_until
+from .helpers import RawSocket, open_descriptors, wait_until
 
 
 def history(clients, server, room):
@@ -351,3 +353,21 @@ def test_a_hostile_value_over_long_polling_disconnects_its_sender(fresh_server, 
     hostile.wait_for("disconnect")
     assert "malformed packet (ValueError: NaN is not JSON)" in server.log()
     assert bystander.say("unaffected")["ok"] is True
+
+
+def test_an_upgrade_packet_after_a_failed_upgrade_leaks_no_descriptor(fresh_server):
+    server = fresh_server()
+    session = polling_session(server)
+    descriptors = open_descriptors(server)
+    ws = websocket.create_connection(session.replace("http", "ws", 1).replace("polling", "websocket"))
+    # The probe, a packet that fails the upgrade, then the UPGRADE, read together: the UPGRADE was
+    # still handled on the closed connection, and took the timer that was to close its descriptor.
+    frames = [websocket.ABNF.create_frame(packet, websocket.ABNF.OPCODE_TEXT) for packet in ("2probe", "6", "5")]
+    ws.sock.sendall(b"".join(frame.format() for frame in frames))
+    ws.sock.shutdown(socket.SHUT_WR)
+    ws.sock.settimeout(10)
+    while ws.sock.recv(65536):
+        pass
+    ws.sock.close()
+    wait_until(lambda: open_descriptors(server) <= descriptors, what="the WebSocket's descriptor closed")
+    assert "Traceback" not in server.log()

@@ -1,7 +1,7 @@
 """A bounded fuzz run: hostile raw clients send random and broken packets while good clients chat.
 
 Hypothesis draws the attacks with a fixed seed (``derandomize``) and a fixed budget: ``FUZZ_EXAMPLES``
-hostile connections (default 300, about 30 s; ``FUZZ_EXAMPLES=20000`` runs a long campaign). Each is a
+hostile connections (default 1,500, about 15 s; ``FUZZ_EXAMPLES=20000`` runs a long campaign). Each is a
 raw WebSocket or long-polling session, connected to the good clients' room or not, that sends Engine.IO /
 Socket.IO packets (random, mutated from real ones, or hostile values: deep nesting, huge numbers, NaN,
 odd types, placeholders for attachments that never come), raw WebSocket frames, or odd HTTP requests,
@@ -24,6 +24,7 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+import pytest
 import requests
 import websocket
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +32,7 @@ from hypothesis import strategies as st
 
 from .helpers import WAIT, Client, RawSocket, metric_values, open_descriptors, resident_mib, wait_until
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1500"))
 ROOM = "fuzz"
 AUTH = {"room": ROOM, "name": "fuzzer"}
 # What the server's RSS may grow by over the run: the closed sessions are gone, not kept.
@@ -253,17 +254,32 @@ class PollingAttack:
     bodies: list[bytes]
 
     def run(self, url: str) -> None:
-        base = f"{url}/socket.io/?EIO=4&transport=polling"
-        handshake = checked(requests.get(base, timeout=WAIT))
-        session = base + "&sid=" + json.loads(handshake.text[1:])["sid"]
-        if self.connect:
-            assert checked(requests.post(session, data=b"40" + json.dumps(AUTH).encode(), timeout=WAIT)).ok
+        session = polling_session(url, self.connect)
         for body in self.bodies:
             checked(requests.post(session, data=body, timeout=WAIT))
         checked(requests.post(session, data=b"1", timeout=WAIT))
         # Closed by its client or for its bodies: answered at once, with a 400 or the CLOSE packet.
         poll = checked(requests.get(session, timeout=WAIT))
         assert poll.status_code == 400 or "1" in poll.text.split("\x1e"), (poll.status_code, poll.text)
+
+
+@dataclasses.dataclass
+class UpgradeAttack:
+    """A long-polling session upgrades to a WebSocket that sends the probe, then Engine.IO packets."""
+
+    connect: bool
+    packets: list[str | bytes]
+
+    def run(self, url: str) -> None:
+        session = polling_session(url, self.connect)
+        ws = websocket.create_connection(
+            session.replace("http://", "ws://").replace("polling", "websocket"), timeout=WAIT
+        )
+        for packet in ["2probe", *self.packets]:
+            with contextlib.suppress(OSError, websocket.WebSocketException):
+                ws.send_binary(packet) if isinstance(packet, bytes) else ws.send(packet)
+        assert_closed_after_we_leave(ws.sock)
+        checked(requests.post(session, data=b"1", timeout=WAIT))  # closes it, if the upgrade failed
 
 
 @dataclasses.dataclass
@@ -287,6 +303,7 @@ attacks = st.one_of(
     st.builds(WebSocketAttack, st.booleans(), st.lists(engineio_packets, min_size=1, max_size=4)),
     st.builds(FrameAttack, st.booleans(), raw_frames()),
     st.builds(PollingAttack, st.booleans(), st.lists(polling_bodies, min_size=1, max_size=3)),
+    st.builds(UpgradeAttack, st.booleans(), st.lists(st.just("5") | engineio_packets, min_size=1, max_size=3)),
     st.builds(RequestAttack, st.sampled_from(["GET", "POST", "PUT", "OPTIONS"]), queries, st.binary(max_size=32)),
 )
 
@@ -300,6 +317,15 @@ def open_websocket(url: str, connect: bool) -> websocket.WebSocket:
     )
     assert ws.recv().startswith("0{")
     return ws
+
+
+def polling_session(url: str, connect: bool) -> str:
+    """The URL of a new long-polling session, in the chat's room when ``connect``."""
+    base = f"{url}/socket.io/?EIO=4&transport=polling"
+    session = base + "&sid=" + json.loads(checked(requests.get(base, timeout=WAIT)).text[1:])["sid"]
+    if connect:
+        assert checked(requests.post(session, data=b"40" + json.dumps(AUTH).encode(), timeout=WAIT)).ok
+    return session
 
 
 def assert_closed_after_we_leave(sock: socket.socket) -> None:
@@ -374,6 +400,8 @@ def close_wait_sockets(port: int) -> int:
     return count
 
 
+# About 8 ms a hostile client here; a long campaign gets the time it needs.
+@pytest.mark.timeout(60 + EXAMPLES // 40)
 def test_hostile_clients_fuzzing_both_transports_hurt_nobody(fresh_server, clients):
     server = fresh_server()
     good = [
@@ -389,7 +417,7 @@ def test_hostile_clients_fuzzing_both_transports_hurt_nobody(fresh_server, clien
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
     )
     @given(attack=attacks)
-    def attack_once(attack: WebSocketAttack | FrameAttack | PollingAttack | RequestAttack) -> None:
+    def attack_once(attack: WebSocketAttack | FrameAttack | PollingAttack | UpgradeAttack | RequestAttack) -> None:
         attack.run(server.url)
 
     with Chat(good) as chat:
