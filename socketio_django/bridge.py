@@ -24,9 +24,6 @@ logger = logging.getLogger("socketio_django")
 WSGIApplication = Callable[[dict, Callable], Iterable[bytes]]
 
 NAMESPACE = "/"
-# Socket.IO packet types "5" (BINARY_EVENT) and "6" (BINARY_ACK), and how many attachments one may carry.
-BINARY_PACKET_TYPES = ("5", "6")
-MAX_ATTACHMENTS = 10
 # Every request's environ carries the ViewServer under this key (the health view reads it).
 SERVER_ENVIRON_KEY = "socketio.server"
 
@@ -274,23 +271,15 @@ class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
     # -- incoming events -------------------------------------------------
 
     def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
-        # A packet python-socketio cannot decode is a protocol violation: drop
-        # that client with one log line instead of a traceback per packet.
+        # A packet python-socketio cannot decode (or engine.StrictPacket refuses) is a protocol
+        # violation: drop that client with one log line instead of a traceback per packet.
         try:
-            # python-socketio buffers every attachment a binary packet announces: bound them.
-            if (
-                isinstance(data, str)
-                and data[:1] in BINARY_PACKET_TYPES
-                and self.packet_class(encoded_packet=data).attachment_count > MAX_ATTACHMENTS
-            ):
-                raise ValueError(f"more than {MAX_ATTACHMENTS} binary attachments")
             super()._handle_eio_message(eio_sid, data)
         # RecursionError: JSON nested deeper than Python's stack (python-socketio's decoder).
         except (ValueError, TypeError, KeyError, IndexError, RecursionError) as error:
             metrics.MALFORMED.inc()
             logger.warning("disconnecting %s: malformed packet (%s: %s)", eio_sid, type(error).__name__, error)
-            # Not inline: closing waits for the send queue, which a long-polling POST cannot drain.
-            self.start_background_task(self.eio.disconnect, eio_sid)
+            self.drop(eio_sid)
 
     def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: list) -> None:
         if not isinstance(data, list) or not data or not isinstance(data[0], str):

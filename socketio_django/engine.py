@@ -171,6 +171,8 @@ class ProtocolSocket(EngineSocket):
     polling = False
     #: The client sent a Socket.IO CONNECT (see SocketIOProtocol).
     namespace_requested = False
+    #: Being disconnected for breaking the protocol: what it sent meanwhile is ignored (see SocketIOProtocol.drop).
+    dropped = False
     #: The timer of the pong's deadline, while a ping waits for its pong.
     pong_timer: Any = None
     #: The timer of the next ping, while it is not due; the connect timeout's, while it runs.
@@ -372,13 +374,16 @@ class StrictPacket(sio_packet.Packet):
 
     Besides :class:`StrictJSON`: an ack id past ``MAX_ACK_ID``, a CONNECT whose
     auth is not an object, a binary packet announcing no attachment (it took the
-    next packet as one), and a placeholder whose ``num`` is not an attachment's
-    index (python-socketio took -1 for the last one, ``true`` for the second).
+    next packet as one) or more than ``MAX_ATTACHMENTS``, and a placeholder whose
+    ``num`` is not an attachment's index (python-socketio took -1 for the last
+    one, ``true`` for the second).
     """
 
     json = StrictJSON
     #: The largest integer a JavaScript client counts to: a larger ack id is no client's counter.
     MAX_ACK_ID = 2**53 - 1
+    #: Attachments one packet may announce: python-socketio buffers each until the last one comes.
+    MAX_ATTACHMENTS = 10
 
     def decode(self, encoded_packet: str) -> int:
         attachments = super().decode(encoded_packet)
@@ -386,8 +391,13 @@ class StrictPacket(sio_packet.Packet):
             raise ValueError("an ack id past 2**53 - 1")
         if self.packet_type == sio_packet.CONNECT and not isinstance(self.data, (dict, type(None))):
             raise ValueError("a CONNECT whose auth is not an object")
-        if self.packet_type in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK) and not attachments:
-            raise ValueError("a binary packet with no attachment")
+        if self.packet_type in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK):
+            if not attachments:
+                raise ValueError("a binary packet with no attachment")
+            if attachments > self.MAX_ATTACHMENTS:
+                raise ValueError(f"more than {self.MAX_ATTACHMENTS} binary attachments")
+            # Its placeholders checked now: one past the attachments would have it wait for them for ever.
+            self._reconstruct_binary_internal(self.data, [None] * attachments)
         return attachments
 
     @classmethod
@@ -430,12 +440,22 @@ class SocketIOProtocol:
         logger.info("closing %s: no namespace connected within %ss", eio_sid, self.connect_timeout)
         gevent.spawn(session.close, wait=False, reason=self.reason.SERVER_DISCONNECT)
 
+    def drop(self, eio_sid: str) -> None:
+        """Disconnect a client that broke the protocol; the packets it sent meanwhile are ignored, not logged again."""
+        session = self.eio.sockets.get(eio_sid)
+        if session is not None:
+            session.dropped = True
+        # Not inline: closing waits for the send queue, which a long-polling POST cannot drain.
+        self.start_background_task(self.eio.disconnect, eio_sid)
+
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         session = self.eio.sockets.get(eio_sid)
+        if getattr(session, "dropped", False):
+            return
         if session is not None and not getattr(session, "namespace_requested", True):
             if not (isinstance(data, str) and data[:1] == "0"):
                 logger.warning("disconnecting %s: its first packet is not a CONNECT", eio_sid)
-                self.start_background_task(self.eio.disconnect, eio_sid)
+                self.drop(eio_sid)
                 return
             session.namespace_requested = True
         if eio_sid in self._binary_packet and not isinstance(data, bytes):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 
 import pytest
@@ -136,6 +138,11 @@ MALFORMED_FRAMES = [
     b"\x00\xff\xfe",  # binary garbage
     "40{oops",  # second CONNECT with broken JSON
     "44",  # CONNECT_ERROR from a client
+    '42[{"event":"message"},"x"]',  # event name that is an object
+    '42["message",' + "9" * 5000 + "]",  # an integer of 5,000 digits
+    '42-1["message","x"]',  # a negative ack id
+    '42abc["message","x"]',  # an ack id that is no number
+    '451-["message",{"_placeholder":true,"num":3}]',  # announces an attachment, points past it
 ]
 
 
@@ -299,17 +306,22 @@ def test_an_engineio_packet_nested_too_deep_closes_its_session_with_one_log_line
     assert listener.say("still here")["ok"] is True
 
 
-def test_packets_after_a_refused_first_packet_are_dropped_without_a_traceback(fresh_server):
-    # Not a CONNECT (the session is closed for it, in a greenlet of its own), then a CONNECT whose view
-    # takes a moment to accept, then an UPGRADE: python-engineio answered that on the closed session.
+def test_packets_after_a_refused_first_packet_are_ignored(fresh_server, clients):
+    # Not a CONNECT (the session is closed for it, in a greenlet of its own), then a CONNECT and an
+    # UPGRADE read with it: the CONNECT ran a view for the closing session, and the UPGRADE was
+    # answered on the closed one (a traceback).
     server = fresh_server()
     ws = websocket.create_connection(server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket")
-    ws.recv()  # the OPEN packet
+    engine_id = json.loads(ws.recv()[1:])["sid"]
     packets = ['42["message","too early"]', '40{"room":"lobby","name":"hasty"}', "5"]
     frames = [websocket.ABNF.create_frame(packet, websocket.ABNF.OPCODE_TEXT) for packet in packets]
     ws.sock.sendall(b"".join(frame.format() for frame in frames))  # in one segment: read at once
-    wait_until(lambda: "reason='the client left'" in server.log(), what="the refused connection")
-    assert "Traceback" not in server.log()
+    with contextlib.suppress(websocket.WebSocketConnectionClosedException, ConnectionError):
+        while ws.recv():  # until the server closes it
+            pass
+    clients.join(server.url, "lobby", "later")  # after what the server did for the closed session
+    log = server.log()
+    assert log.count(f"disconnecting {engine_id}") == 1 and "refused" not in log and "Traceback" not in log
 
 
 # Values and shapes Node's Socket.IO parser refuses and python-socketio took; each disconnects its sender now.
@@ -371,3 +383,14 @@ def test_an_upgrade_packet_after_a_failed_upgrade_leaks_no_descriptor(fresh_serv
     ws.sock.close()
     wait_until(lambda: open_descriptors(server) <= descriptors, what="the WebSocket's descriptor closed")
     assert "Traceback" not in server.log()
+
+
+def test_a_burst_of_malformed_packets_takes_one_log_line(fresh_server, room):
+    server = fresh_server()
+    hostile = RawSocket(server.url, {"room": room, "name": "hostile"})
+    hostile.next_events(1, "welcome")
+    frames = [websocket.ABNF.create_frame("42[", websocket.ABNF.OPCODE_TEXT) for _ in range(5)]
+    hostile.ws.sock.sendall(b"".join(frame.format() for frame in frames))  # read together, before it is closed
+    hostile.frames_until_closed()
+    wait_until(lambda: f"disconnecting {hostile.engine_id}" in server.log(), what="the log line")
+    assert server.log().count(f"disconnecting {hostile.engine_id}") == 1  # it was one a packet

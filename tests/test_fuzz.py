@@ -136,7 +136,7 @@ def mutated(draw: st.DrawFn) -> str:
         elif how == "delete":
             text = text[:at] + text[at + 1 :]
         elif how == "replace":
-            text = text[:at] + draw(st.characters()) + text[at + 1 :]
+            text = text[:at] + draw(st.characters(codec="utf-8")) + text[at + 1 :]
         elif how == "cut":
             text = text[:at]
         else:
