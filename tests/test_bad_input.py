@@ -246,13 +246,12 @@ def polling_session(server) -> str:
     return base + "&sid=" + requests.get(base, timeout=10).text.split('"sid":"')[1].split('"')[0]
 
 
-@pytest.mark.parametrize("method", ["POST", "GET"])
-def test_a_request_for_a_session_its_client_closed_is_refused_400(fresh_server, method):
+def test_a_post_for_a_session_its_client_closed_is_refused_400(fresh_server):
     server = fresh_server()
     session = polling_session(server)
     assert requests.post(session, data=b"1", timeout=10).status_code == 200  # the client's CLOSE
     # python-engineio still held the closed session: a POST for it raised KeyError (500, a traceback).
-    assert requests.request(method, session, data=b"40", timeout=10).status_code == 400
+    assert requests.post(session, data=b"40", timeout=10).status_code == 400
     assert "Traceback" not in server.log()
 
 
