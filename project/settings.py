@@ -18,6 +18,16 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int(name: str, default: int) -> int:
+    """An environment variable as a whole number, ``default`` when unset or empty."""
+    return int(os.environ.get(name) or default)
+
+
+def env_float(name: str, default: float) -> float:
+    """An environment variable as a number, ``default`` when unset or empty."""
+    return float(os.environ.get(name) or default)
+
+
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
 # Without DJANGO_SECRET_KEY, sessions last as long as the process: fine for a demo, not for production.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or get_random_secret_key()
@@ -104,53 +114,53 @@ else:
 
 # Socket.IO bridge (socketio_django.conf has the defaults).
 SOCKETIO_ALLOWED_ORIGINS = env_list("SOCKETIO_ALLOWED_ORIGINS") or None
-SOCKETIO_MAX_PAYLOAD = int(os.environ.get("SOCKETIO_MAX_PAYLOAD", 64 * 1024))
-SOCKETIO_MAX_BACKLOG = int(os.environ.get("SOCKETIO_MAX_BACKLOG", 1000))
-SOCKETIO_SHUTDOWN_TIMEOUT = float(os.environ.get("SOCKETIO_SHUTDOWN_TIMEOUT", 10))
-SOCKETIO_IDLE_AFTER = float(os.environ.get("SOCKETIO_IDLE_AFTER", 1))
-SOCKETIO_PING_INTERVAL = float(os.environ.get("SOCKETIO_PING_INTERVAL", 25))
-SOCKETIO_PING_TIMEOUT = float(os.environ.get("SOCKETIO_PING_TIMEOUT", 20))
-SOCKETIO_CONNECT_TIMEOUT = float(os.environ.get("SOCKETIO_CONNECT_TIMEOUT", 45))
+SOCKETIO_MAX_PAYLOAD = env_int("SOCKETIO_MAX_PAYLOAD", 64 * 1024)
+SOCKETIO_MAX_BACKLOG = env_int("SOCKETIO_MAX_BACKLOG", 1000)
+SOCKETIO_SHUTDOWN_TIMEOUT = env_float("SOCKETIO_SHUTDOWN_TIMEOUT", 10)
+SOCKETIO_IDLE_AFTER = env_float("SOCKETIO_IDLE_AFTER", 1)
+SOCKETIO_PING_INTERVAL = env_float("SOCKETIO_PING_INTERVAL", 25)
+SOCKETIO_PING_TIMEOUT = env_float("SOCKETIO_PING_TIMEOUT", 20)
+SOCKETIO_CONNECT_TIMEOUT = env_float("SOCKETIO_CONNECT_TIMEOUT", 45)
 # Several processes or hosts: one Redis carries broadcasts and presence between them.
 REDIS_URL = os.environ.get("REDIS_URL") or None
 SOCKETIO_REDIS_URL = REDIS_URL
-SOCKETIO_REDIS_HEALTH_INTERVAL = float(os.environ.get("SOCKETIO_REDIS_HEALTH_INTERVAL", 5))
+SOCKETIO_REDIS_HEALTH_INTERVAL = env_float("SOCKETIO_REDIS_HEALTH_INTERVAL", 5)
 SOCKETIO_MAX_CLIENTS = int(os.environ["SOCKETIO_MAX_CLIENTS"]) if os.environ.get("SOCKETIO_MAX_CLIENTS") else None
 # Per client address (X-Forwarded-For believed from SOCKETIO_TRUSTED_PROXIES only), per process; 0: no cap.
 SOCKETIO_TRUSTED_PROXIES = env_list("SOCKETIO_TRUSTED_PROXIES", "127.0.0.1,::1")
-SOCKETIO_MAX_SESSIONS_PER_ADDRESS = int(os.environ.get("SOCKETIO_MAX_SESSIONS_PER_ADDRESS", 0))
-SOCKETIO_SESSION_RATE_PER_ADDRESS = float(os.environ.get("SOCKETIO_SESSION_RATE_PER_ADDRESS", 0))
-SOCKETIO_SESSION_BURST_PER_ADDRESS = int(os.environ.get("SOCKETIO_SESSION_BURST_PER_ADDRESS", 10))
-SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS = int(os.environ.get("SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS", 0))
+SOCKETIO_MAX_SESSIONS_PER_ADDRESS = env_int("SOCKETIO_MAX_SESSIONS_PER_ADDRESS", 0)
+SOCKETIO_SESSION_RATE_PER_ADDRESS = env_float("SOCKETIO_SESSION_RATE_PER_ADDRESS", 0)
+SOCKETIO_SESSION_BURST_PER_ADDRESS = env_int("SOCKETIO_SESSION_BURST_PER_ADDRESS", 10)
+SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS = env_int("SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS", 0)
 # What a request may take before the view sees it (socketio_django/http_handler.py): seconds for its
 # headers (an idle keep-alive connection waits for them too) and body, bytes of headers and body.
-SOCKETIO_HEADERS_TIMEOUT = float(os.environ.get("SOCKETIO_HEADERS_TIMEOUT", 10))
-SOCKETIO_BODY_TIMEOUT = float(os.environ.get("SOCKETIO_BODY_TIMEOUT", 30))
-SOCKETIO_MAX_HEADERS_SIZE = int(os.environ.get("SOCKETIO_MAX_HEADERS_SIZE", 16 * 1024))
-SOCKETIO_MAX_BODY_SIZE = int(os.environ.get("SOCKETIO_MAX_BODY_SIZE", 1024 * 1024))
+SOCKETIO_HEADERS_TIMEOUT = env_float("SOCKETIO_HEADERS_TIMEOUT", 10)
+SOCKETIO_BODY_TIMEOUT = env_float("SOCKETIO_BODY_TIMEOUT", 30)
+SOCKETIO_MAX_HEADERS_SIZE = env_int("SOCKETIO_MAX_HEADERS_SIZE", 16 * 1024)
+SOCKETIO_MAX_BODY_SIZE = env_int("SOCKETIO_MAX_BODY_SIZE", 1024 * 1024)
 
 # Chat app.
 CHAT_HISTORY_SIZE = 15
 # Most messages one reconnection replays (auth.last_id); past it the client gets the history instead.
-CHAT_REPLAY_MAX = int(os.environ.get("CHAT_REPLAY_MAX", 500))
-CHAT_MAX_MESSAGE_LENGTH = int(os.environ.get("CHAT_MAX_MESSAGE_LENGTH", 1000))
+CHAT_REPLAY_MAX = env_int("CHAT_REPLAY_MAX", 500)
+CHAT_MAX_MESSAGE_LENGTH = env_int("CHAT_MAX_MESSAGE_LENGTH", 1000)
 # Per connection: bursts of CHAT_RATE_LIMIT_BURST messages, refilled at CHAT_RATE_LIMIT_PER_SECOND (0: no limit).
-CHAT_RATE_LIMIT_PER_SECOND = float(os.environ.get("CHAT_RATE_LIMIT_PER_SECOND", 5))
-CHAT_RATE_LIMIT_BURST = int(os.environ.get("CHAT_RATE_LIMIT_BURST", 30))
+CHAT_RATE_LIMIT_PER_SECOND = env_float("CHAT_RATE_LIMIT_PER_SECOND", 5)
+CHAT_RATE_LIMIT_BURST = env_int("CHAT_RATE_LIMIT_BURST", 30)
 # Per client address, on top (all its connections together, in this process; 0: no limit).
-CHAT_ADDRESS_RATE_LIMIT_PER_SECOND = float(os.environ.get("CHAT_ADDRESS_RATE_LIMIT_PER_SECOND", 0))
-CHAT_ADDRESS_RATE_LIMIT_BURST = int(os.environ.get("CHAT_ADDRESS_RATE_LIMIT_BURST", 60))
+CHAT_ADDRESS_RATE_LIMIT_PER_SECOND = env_float("CHAT_ADDRESS_RATE_LIMIT_PER_SECOND", 0)
+CHAT_ADDRESS_RATE_LIMIT_BURST = env_int("CHAT_ADDRESS_RATE_LIMIT_BURST", 60)
 # With Redis, who is online is shared by every process; a process that stops renewing its
 # entries for CHAT_PRESENCE_TTL seconds (it died) has its users taken off the lists.
 CHAT_REDIS_URL = REDIS_URL
-CHAT_PRESENCE_TTL = float(os.environ.get("CHAT_PRESENCE_TTL", 15))
+CHAT_PRESENCE_TTL = env_float("CHAT_PRESENCE_TTL", 15)
 # Presence in big rooms (chatroom/announcer.py): joins and leaves go out once per window; rooms of
 # more than CHAT_PRESENCE_NAMES_UP_TO people hear counts (every CHAT_PRESENCE_COUNT_EVERY s at most),
 # not names; welcome and `members` name CHAT_MEMBERS_PAGE people at a time.
-CHAT_PRESENCE_WINDOW = float(os.environ.get("CHAT_PRESENCE_WINDOW", 0.25))
-CHAT_PRESENCE_NAMES_UP_TO = int(os.environ.get("CHAT_PRESENCE_NAMES_UP_TO", 100))
-CHAT_PRESENCE_COUNT_EVERY = float(os.environ.get("CHAT_PRESENCE_COUNT_EVERY", 5))
-CHAT_MEMBERS_PAGE = int(os.environ.get("CHAT_MEMBERS_PAGE", 100))
+CHAT_PRESENCE_WINDOW = env_float("CHAT_PRESENCE_WINDOW", 0.25)
+CHAT_PRESENCE_NAMES_UP_TO = env_int("CHAT_PRESENCE_NAMES_UP_TO", 100)
+CHAT_PRESENCE_COUNT_EVERY = env_float("CHAT_PRESENCE_COUNT_EVERY", 5)
+CHAT_MEMBERS_PAGE = env_int("CHAT_MEMBERS_PAGE", 100)
 # Bearer token of POST /api/rooms/<room>/messages (chatroom/api.py); unset: that endpoint is off.
 CHAT_API_TOKEN = os.environ.get("CHAT_API_TOKEN") or None
 

@@ -87,13 +87,33 @@ def address_key(address: str) -> str:
     return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
 
 
+class Tally:
+    """How many of something each key holds; a key back at zero is forgotten, so memory follows what is held."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def __getitem__(self, key: str) -> int:
+        return self._counts.get(key, 0)
+
+    def add(self, key: str) -> None:
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def remove(self, key: str) -> None:
+        held = self._counts.get(key, 0) - 1
+        if held > 0:
+            self._counts[key] = held
+        else:
+            self._counts.pop(key, None)
+
+
 class SessionLimits:
     """Caps on the sessions of one address: how many at once, and how many new ones a second (0: no cap)."""
 
     def __init__(self, max_sessions: int = 0, per_second: float = 0.0, burst: int = 0) -> None:
         self.max_sessions = max_sessions
         self.opening = KeyedBuckets(per_second, burst or max(1, round(per_second)))
-        self._sessions: dict[str, int] = {}
+        self.sessions = Tally()
 
     @property
     def enabled(self) -> bool:
@@ -101,24 +121,17 @@ class SessionLimits:
 
     def admit(self, key: str) -> str | None:
         """Count a new session of ``key``, or say why it is refused."""
-        held = self._sessions.get(key, 0)
+        held = self.sessions[key]
         if self.max_sessions and held >= self.max_sessions:
             return f"{held} sessions from this address (SOCKETIO_MAX_SESSIONS_PER_ADDRESS)"
         if not self.opening.take(key):
-            return "too many new sessions a second from this address (SOCKETIO_NEW_SESSIONS_PER_ADDRESS)"
-        self._sessions[key] = held + 1
+            return "too many new sessions a second from this address (SOCKETIO_SESSION_RATE_PER_ADDRESS)"
+        self.sessions.add(key)
         return None
 
     def release(self, key: str) -> None:
         """A session admitted for ``key`` has ended."""
-        held = self._sessions.get(key, 0) - 1
-        if held > 0:
-            self._sessions[key] = held
-        else:
-            self._sessions.pop(key, None)
-
-    def sessions_of(self, key: str) -> int:
-        return self._sessions.get(key, 0)
+        self.sessions.remove(key)
 
 
 class AddressLimitedServer:
@@ -172,25 +185,21 @@ class ConnectionsPerAddress:
     def __init__(self, max_connections: int, addresses: ClientAddresses) -> None:
         self.max_connections = max_connections
         self.addresses = addresses
-        self._open: dict[str, int] = {}
+        self.open_connections = Tally()
 
     def open(self, peer: str) -> str | None:
         """Count a new connection from ``peer``: its key, ``""`` when it is not counted, None when refused."""
         if not self.max_connections or not peer or self.addresses.is_trusted(peer):
             return ""  # no cap, a Unix socket, or a proxy
         key = address_key(peer)
-        held = self._open.get(key, 0)
-        if held >= self.max_connections:
+        if self.open_connections[key] >= self.max_connections:
             return None
-        self._open[key] = held + 1
+        self.open_connections.add(key)
         return key
 
     def close(self, key: str) -> None:
-        held = self._open.get(key, 0) - 1
-        if held > 0:
-            self._open[key] = held
-        else:
-            self._open.pop(key, None)
+        """A connection counted under ``key`` has closed."""
+        self.open_connections.remove(key)
 
 
 # What a peer past its cap reads before its connection is closed.

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from .helpers import Client, ServerProcess, wait_until
+from .helpers import Client, ServerProcess, metric_values, wait_until
 
 WAYS = {
     "run_example": {"command": [sys.executable, "run_example.py", "--port", "{port}"]},
@@ -49,17 +48,6 @@ def start(tmp_path):
     yield start_way
     for process in started:
         process.stop()
-
-
-def metric_values(server: ServerProcess) -> dict[str, float]:
-    """``name{labels}`` -> value, from the server's /metrics."""
-    text = requests.get(server.url + "/metrics", timeout=10).text
-    values = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{key}={value}" for key, value in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
 
 
 @pytest.mark.parametrize("way", list(WAYS))
