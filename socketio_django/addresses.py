@@ -20,7 +20,6 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 
-from . import metrics
 from .ratelimit import KeyedBuckets
 
 logger = logging.getLogger("socketio_django")
@@ -152,7 +151,9 @@ class AddressLimitedServer:
         key = address_key(environ.get("REMOTE_ADDR", ""))
         refusal = self.session_limits.admit(key)
         if refusal is not None:
-            metrics.REFUSED.inc()
+            from .metrics import REFUSED
+
+            REFUSED.inc()
             logger.warning("refused a new session from %s: %s", key, refusal)
             return refusal  # Engine.IO answers 401 with this text; clients retry with backoff
         self._address_of[eio_sid] = key
@@ -221,7 +222,11 @@ class ConnectionLimitedServer:
         peer = address[0] if isinstance(address, tuple) else ""
         key = connections.open(peer) if connections is not None else ""
         if key is None:
-            metrics.REFUSED.inc()
+            # Not imported with this module: Gunicorn's master imports it (for the worker class),
+            # before prometheus-client's multiprocess mode is set up for the workers.
+            from .metrics import REFUSED
+
+            REFUSED.inc()
             logger.warning("refused a connection from %s: SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS reached", peer)
             with contextlib.suppress(OSError):  # it went away first
                 sock.sendall(TOO_MANY_CONNECTIONS)
