@@ -78,6 +78,15 @@ if os.environ.get("DATABASE_URL"):
     import dj_database_url
 
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_health_checks=True)}
+    # PostgreSQL: at most CHAT_DATABASE_POOL_SIZE connections per process (psycopg_pool, through Django),
+    # so a burst of clients speaking at once queues for them (up to CHAT_DATABASE_POOL_TIMEOUT s) instead
+    # of opening one each past PostgreSQL's max_connections. 0: no pool.
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("CHAT_DATABASE_POOL_SIZE", 10):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": env_int("CHAT_DATABASE_POOL_SIZE", 10),
+            "timeout": env_float("CHAT_DATABASE_POOL_TIMEOUT", 30),
+        }
 else:
     DATABASES = {
         "default": {

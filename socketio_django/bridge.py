@@ -92,6 +92,8 @@ class ViewServer(AddressLimitedServer, SocketIOProtocol, socketio.Server):
         websocket.install(self.eio)
         speedups.install()
         dbconnections.install(db_connections_kept)
+        if dbconnections.pooled():
+            idle_after = 0.0  # a waiting view gives its pooled connection back at once, for the views queueing
         self.view_application = view_application
         self.resource = resource.strip("/")
         self.inbox_size = inbox_size

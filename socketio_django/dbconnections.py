@@ -11,6 +11,11 @@ history). Here a connection that a view gives up goes to a small free list
 (``size`` per database), and the next view that needs one takes it from
 there, still open; past ``size`` it is closed as before. It is never shared:
 one view has it at a time, and only outside a transaction.
+
+A database with a pool of its own (PostgreSQL with Django's ``"pool"``
+option: psycopg_pool) keeps no free list here: a connection given back
+returns to the pool, which bounds how many are open; a view that needs one
+while all are taken waits for it (:func:`pooled`).
 """
 
 from __future__ import annotations
@@ -18,16 +23,19 @@ from __future__ import annotations
 import _thread
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 
 _free: dict[str, list[Any]] = {}
 _size = 0
+_pooled_aliases: list[str] = []
 
 
 def install(size: int) -> None:
     """Keep up to ``size`` open connections per database for the next view (0: close them, as Django does)."""
-    global _size
+    global _size, _pooled_aliases
     _size = size
+    _pooled_aliases = [alias for alias, options in settings.DATABASES.items() if options.get("OPTIONS", {}).get("pool")]
     if size and not hasattr(connections, "_create_unpooled"):
         connections._create_unpooled = connections.create_connection
         connections.create_connection = _create_connection
@@ -53,8 +61,18 @@ def give_back() -> None:
         if connection.in_atomic_block:
             continue  # closing would break the view's transaction
         free = _free.setdefault(connection.alias, [])
-        if len(free) < _size and connection.connection is not None and not connection.errors_occurred:
+        pooled = connection.alias in _pooled_aliases  # closing gives it back to its pool
+        if not pooled and len(free) < _size and connection.connection is not None and not connection.errors_occurred:
             free.append(connection)
         else:
             connection.close()
         del connections[connection.alias]
+
+
+def pooled() -> bool:
+    """Whether a database's connections come from a pool: a view should give its own back as soon as it waits.
+
+    Taking one from the pool again costs next to nothing, while one kept for a
+    client that has gone quiet is one the other views may be queueing for.
+    """
+    return bool(_pooled_aliases)
