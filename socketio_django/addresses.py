@@ -44,11 +44,8 @@ class ClientAddresses:
         self.trusted = parse_networks(trusted_proxies)
 
     def is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted)
+        ip = parse_address(address)
+        return ip is not None and any(ip in network for network in self.trusted)
 
     def client_of(self, environ: dict) -> str:
         """The client's address: the peer's, or the forwarded one when the peer is a trusted proxy."""
@@ -57,12 +54,13 @@ class ClientAddresses:
             return address
         for forwarded in reversed(environ.get("HTTP_X_FORWARDED_FOR", "").split(",")):
             forwarded = forwarded.strip()
-            try:
-                ipaddress.ip_address(forwarded)
-            except ValueError:
-                break  # not an address: whatever is left of it was written by the client
-            address = forwarded
-            if not self.is_trusted(forwarded):
+            ip = parse_address(forwarded)
+            if ip is None:
+                # Not an address: a trusted proxy names the client so, and the client is counted under
+                # that name (were it the proxy's, every client would share one budget).
+                return forwarded[:100] or address
+            address = str(ip)
+            if not self.is_trusted(address):
                 break
         return address
 
@@ -73,16 +71,26 @@ class ClientAddresses:
             environ["REMOTE_ADDR"] = self.client_of(environ)
 
 
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``text`` names (``::ffff:a.b.c.d`` as IPv4; a port or brackets allowed), or None."""
+    if text.startswith("["):  # [2001:db8::1] or [2001:db8::1]:443
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # 203.0.113.5:4444
+        text = text.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return (ip.ipv4_mapped or ip) if ip.version == 6 else ip
+
+
 def address_key(address: str) -> str:
     """What limits count an address as: itself, or its /64 network for IPv6."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = parse_address(address)
+    if ip is None:
         return address
     if ip.version == 4:
         return str(ip)
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
     return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
 
 
@@ -157,7 +165,12 @@ class AddressLimitedServer:
             logger.warning("refused a new session from %s: %s", key, refusal)
             return refusal  # Engine.IO answers 401 with this text; clients retry with backoff
         self._address_of[eio_sid] = key
-        accepted = super()._handle_eio_connect(eio_sid, environ)
+        # Refused, or raised (Engine.IO then refuses): no disconnect will follow to give the place back.
+        try:
+            accepted = super()._handle_eio_connect(eio_sid, environ)
+        except BaseException:
+            self._release(eio_sid)
+            raise
         if accepted is not None and accepted is not True:
             self._release(eio_sid)
         return accepted

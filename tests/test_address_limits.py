@@ -98,8 +98,23 @@ def test_the_client_address_behind_proxies():
     # Right to left, the first address that is not a trusted proxy: what the client wrote before it is not believed.
     assert addresses.client_of(environ) == "203.0.113.5"
     assert addresses.client_of({"REMOTE_ADDR": "198.51.100.1", "HTTP_X_FORWARDED_FOR": "1.2.3.4"}) == "198.51.100.1"
-    assert addresses.client_of({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "junk, 10.0.0.9"}) == "10.0.0.9"
+    # What a trusted proxy wrote of its peer stands, address or not.
+    assert (
+        addresses.client_of({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6, junk, 10.0.0.9"}) == "junk"
+    )
     assert addresses.client_of({"REMOTE_ADDR": "127.0.0.1"}) == "127.0.0.1"
+    # A dual-stack listener sees a local proxy as ::ffff:127.0.0.1; some proxies add ports or brackets.
+    assert (
+        addresses.client_of({"REMOTE_ADDR": "::ffff:127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.5"}) == "203.0.113.5"
+    )
+    assert (
+        addresses.client_of({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.5:4444"}) == "203.0.113.5"
+    )
+    assert (
+        addresses.client_of({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "[2001:db8::1]:443"}) == "2001:db8::1"
+    )
+    # A name that is no address is the client's own budget, not the proxy's shared one.
+    assert addresses.client_of({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "unknown"}) == "unknown"
     # One IPv6 customer gets a /64: all of it is one address for the limits.
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
     assert address_key("::ffff:203.0.113.5") == "203.0.113.5"
