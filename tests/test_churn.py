@@ -19,6 +19,9 @@ VANISHED = 100  # of each transport
 # Short enough for vanished clients to be found out within the test, long enough that a ping
 # timer holding a closed session would still hold it when the churn ends.
 PING_INTERVAL, PING_TIMEOUT = 8, 2
+# Sessions this address may hold: above what the churn holds at once (a reset poll's session lives
+# until its ping timeout), so that any place not given back shows as a refused handshake at the end.
+SESSIONS_PER_ADDRESS = 1500
 
 
 def websocket_session(url: str) -> RawSocket:
@@ -87,7 +90,11 @@ def process_state(server) -> dict[str, float]:
 
 
 def test_churn_leaves_the_server_as_it_was_and_chat_goes_on(fresh_server, clients, room):
-    server = fresh_server(SOCKETIO_PING_INTERVAL=str(PING_INTERVAL), SOCKETIO_PING_TIMEOUT=str(PING_TIMEOUT))
+    server = fresh_server(
+        SOCKETIO_PING_INTERVAL=str(PING_INTERVAL),
+        SOCKETIO_PING_TIMEOUT=str(PING_TIMEOUT),
+        SOCKETIO_MAX_SESSIONS_PER_ADDRESS=str(SESSIONS_PER_ADDRESS),
+    )
     steady = clients.join(server.url, room, "steady")
     start = process_state(server)
 
@@ -138,3 +145,11 @@ def test_churn_leaves_the_server_as_it_was_and_chat_goes_on(fresh_server, client
     assert settled(), f"at the start: {start}, now: {last}"
     assert acks and all(ack.get("ok") for ack in acks)
     assert steady.say("after the churn")["ok"]
+    # Every session gave its address's place back: all but steady's are free.
+    handshake = server.url + "/socket.io/?EIO=4&transport=polling"
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda _: requests.get(handshake, timeout=WAIT).status_code, range(SESSIONS_PER_ADDRESS - 1))
+        )
+    assert answers.count(200) == SESSIONS_PER_ADDRESS - 1, answers.count(401)
+    assert requests.get(handshake, timeout=WAIT).status_code == 401
