@@ -250,6 +250,8 @@ class ProtocolSocket(EngineSocket):
         for timer in (self.ping_timer, self.pong_timer, self.connect_timer):
             if timer is not None:
                 timer.close()
+        if self.probing is not None:
+            self.probing.abort()  # its watchers and probe timer would hold it, and this session, for a while
         self.ping_timer = self.pong_timer = self.connect_timer = self.probing = None
         super().close(wait=wait, abort=abort, reason=reason)
 

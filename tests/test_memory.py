@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from .helpers import RawSocket, metric_values, wait_until
+import requests
+import websocket
+
+from .helpers import WAIT, RawSocket, metric_values, wait_until
 
 BURST = 1000
 
@@ -29,3 +32,19 @@ def test_websockets_that_close_are_released_at_once(fresh_server):
     wait_until(lambda: connected(server) == 0, what="every client gone")
     # Well within the ping interval: nothing but the sessions' own references held them.
     wait_until(lambda: sessions_in_memory(server) <= start + 5, timeout=5, what="closed sessions freed")
+
+
+def test_sessions_closed_while_upgrading_are_released_at_once(fresh_server):
+    """The WebSocket opened to upgrade them (no probe sent yet) held them until the probe's deadline (20 s)."""
+    server = fresh_server()
+    start = sessions_in_memory(server)
+    upgrades = []
+    for _ in range(50):
+        handshake = requests.get(server.url + "/socket.io/?EIO=4&transport=polling", timeout=WAIT).text
+        sid = handshake.split('"sid":"')[1].split('"')[0]
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        upgrades.append(websocket.create_connection(url.replace("http", "ws").replace("polling", "websocket")))
+        assert requests.post(url, data="1", timeout=WAIT).text == "ok"  # the client's CLOSE, mid-upgrade
+    wait_until(lambda: sessions_in_memory(server) <= start + 5, timeout=5, what="closed sessions freed")
+    for upgrade in upgrades:
+        upgrade.close()
