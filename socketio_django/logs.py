@@ -63,7 +63,10 @@ class RateLimit(logging.Filter):
     one line per refused client, yet a flood of refused clients takes ``burst``
     lines, the last saying that more are suppressed; the first one let through
     after the interval says how many were. Records below WARNING (a client
-    connecting, leaving) are the normal course of things and all pass.
+    connecting, leaving) are the normal course of things and all pass. A
+    record with a traceback is of the kind of its exception and where it was
+    raised too: every 500 shares Django's template, and one bug a client can
+    set off again and again must not hide another.
     """
 
     #: Kinds remembered at most (messages formatted before logging, without a template, are a kind each).
@@ -73,14 +76,14 @@ class RateLimit(logging.Filter):
         super().__init__()
         self.burst = burst
         self.interval = interval
-        #: (logger, template) -> [start of its interval, records let through, records suppressed]
-        self._kinds: dict[tuple[str, str], list] = {}
+        #: (logger, template, where an exception came from) -> [start of its interval, let through, suppressed]
+        self._kinds: dict[tuple[str, str, str], list] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
         now = time.monotonic()
-        key = (record.name, str(record.msg))
+        key = (record.name, str(record.msg), _raised_where(record))
         kind = self._kinds.get(key)
         if kind is None or now - kind[0] >= self.interval:
             if len(self._kinds) >= self.MAX_KINDS:
@@ -110,12 +113,24 @@ class RateLimit(logging.Filter):
         record.args = None
 
 
+def _raised_where(record: logging.LogRecord) -> str:
+    """``ValueError at views.py:12`` for a record with a traceback (its innermost frame), else ``""``."""
+    if not record.exc_info or record.exc_info[2] is None:
+        return ""
+    tb = record.exc_info[2]
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{record.exc_info[0].__name__} at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 def quiet_network_errors() -> None:
     """gevent's hub prints no traceback for what a client's connection, or their number, did.
 
     A client resetting its connection while its handler reads or writes is no
     bug, yet each printed a traceback (hundreds under attack): a greenlet that
-    ended with one of :data:`NETWORK_ERRORS` prints nothing. A server that
+    ended with one of :data:`NETWORK_ERRORS` takes one DEBUG line (any
+    greenlet's, so one making an outgoing call is still seen with
+    ``CHAT_LOG_LEVEL=DEBUG``). A server that
     cannot accept for want of file descriptors (every one held by a client)
     logs one line instead, each time it retries (up to every second). Real
     errors still print theirs.
@@ -123,14 +138,15 @@ def quiet_network_errors() -> None:
     hub = gevent.get_hub()
     if "print_exception" in vars(hub):
         return  # done already (a server per listening socket)
-    hub.NOT_ERROR = (*hub.NOT_ERROR, *NETWORK_ERRORS)
     print_exception = hub.print_exception
 
-    def print_one_line_for_no_descriptors(context: Any, kind: type, error: BaseException, tb: Any) -> None:
+    def print_one_line_for_client_errors(context: Any, kind: type, error: BaseException, tb: Any) -> None:
         if isinstance(context, BaseServer) and isinstance(error, OSError) and error.errno in NO_DESCRIPTORS:
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             logger.warning("cannot accept connections: %s (at most %d open files)", error.strerror, limit)
+        elif isinstance(error, NETWORK_ERRORS):
+            logger.debug("%s ended: %s: %s", context, kind.__name__, error)
         else:
             print_exception(context, kind, error, tb)
 
-    hub.print_exception = print_one_line_for_no_descriptors
+    hub.print_exception = print_one_line_for_client_errors

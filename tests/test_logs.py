@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
+from socketio_django.logs import RateLimit
+
 from .helpers import RawSocket, wait_until
 
 
@@ -27,3 +32,18 @@ def test_a_client_over_its_rate_is_logged_once_per_streak(fresh_server):
     rejected = [line for line in server.log().splitlines() if "rejected" in line and "flooder" in line]
     # Told every time, logged once a streak (a message that passes starts a new one).
     assert 1 <= len(rejected) <= 1 + len(replies) - len(refused), rejected
+
+
+def test_one_bug_set_off_again_and_again_does_not_hide_another():
+    limit = RateLimit(burst=3, interval=60)
+
+    def record(error: Exception) -> logging.LogRecord:
+        try:
+            raise error
+        except Exception:
+            return logging.LogRecord(
+                "django.request", logging.ERROR, __file__, 1, "Internal Server Error: %s", ("/x",), sys.exc_info()
+            )
+
+    assert [limit.filter(record(KeyError("a"))) for _ in range(5)] == [True, True, True, False, False]
+    assert limit.filter(record(ValueError("b")))  # another bug: a budget of its own
