@@ -202,7 +202,8 @@ def test_a_slow_body_is_answered_408_within_the_body_timeout(server, path):
     ],
     ids=["long-line", "big-headers", "many-headers", "big-body", "garbage", "bad-chunk"],
 )
-def test_an_oversized_or_malformed_request_is_refused_at_once_in_one_log_line(server, request_bytes, status):
+def test_an_oversized_or_malformed_request_is_refused_at_once_in_one_log_line(fresh_server, request_bytes, status):
+    server = fresh_server(**LIMITS)  # of its own: the log's rate limit counts each kind of refusal
     refusals = server.log().count("refused a request from 127.0.0.1")
     with socket.create_connection(("127.0.0.1", server.port), timeout=MARGIN) as sock:
         sock.sendall(request_bytes)
@@ -221,7 +222,7 @@ def test_answers_on_a_kept_alive_connection_come_at_once(server):
             assert http.get(server.url + "/socket.io/?EIO=4&transport=polling", timeout=10).status_code == 200
             took.append(time.monotonic() - started)
     # Each answer's body waited for the client's delayed ACK (40 ms) behind its head.
-    assert sorted(took)[5] < 0.02, took
+    assert sorted(took)[5] < 0.035, took
 
 
 def _reset(sock: socket.socket) -> None:
