@@ -19,6 +19,9 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Iterable
+from typing import Any
+
+import gevent
 
 from .ratelimit import KeyedBuckets
 
@@ -228,25 +231,56 @@ class ConnectionLimitedServer:
     """A mixin for gevent's ``WSGIServer``: a peer past ``SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS`` gets 429 at once.
 
     The application is a ``SocketIOApplication``, whose ``connections`` keeps the count.
+    Over TLS, the handshake (which gevent completes before ``handle()``) is
+    counted too, and must end within the handler's ``headers_timeout``: a
+    client that never finishes it would hold its socket for ever.
     """
 
-    def handle(self, sock: object, address: object) -> None:
-        connections: ConnectionsPerAddress | None = getattr(self.application, "connections", None)
-        peer = address[0] if isinstance(address, tuple) else ""
-        key = connections.open(peer) if connections is not None else ""
+    def handle(self, sock: Any, address: Any) -> None:
+        key = self._admit_connection(sock, address, plain=True)
         if key is None:
-            # Not imported with this module: Gunicorn's master imports it (for the worker class),
-            # before prometheus-client's multiprocess mode is set up for the workers.
-            from .metrics import REFUSED
-
-            REFUSED.inc()
-            logger.warning("refused a connection from %s: SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS reached", peer)
-            with contextlib.suppress(OSError):  # it went away first
-                sock.sendall(TOO_MANY_CONNECTIONS)
-            sock.close()
             return
         try:
             super().handle(sock, address)
         finally:
-            if key:
-                connections.close(key)
+            self._release_connection(key)
+
+    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> None:
+        key = self._admit_connection(client_socket, address, plain=False)
+        if key is None:
+            return
+        try:
+            timeout = getattr(self.handler_class, "headers_timeout", None)
+            try:
+                with gevent.Timeout(timeout, TimeoutError("TLS handshake not complete in time")):
+                    tls_socket = self.wrap_socket(client_socket, **self.ssl_args)
+            except OSError:  # the timeout, a botched handshake (ssl.SSLError), or a reset
+                client_socket.close()
+                return
+            with contextlib.closing(tls_socket):
+                super().handle(tls_socket, address)  # the server's own handle(): counted already
+        finally:
+            self._release_connection(key)
+
+    def _admit_connection(self, sock: Any, address: Any, plain: bool) -> str | None:
+        """The connection's key in the count (``""``: not counted), or None after turning it away."""
+        connections: ConnectionsPerAddress | None = getattr(self.application, "connections", None)
+        peer = address[0] if isinstance(address, tuple) else ""
+        key = connections.open(peer) if connections is not None else ""
+        if key is not None:
+            return key
+        # Not imported with this module: Gunicorn's master imports it (for the worker class),
+        # before prometheus-client's multiprocess mode is set up for the workers.
+        from .metrics import REFUSED
+
+        REFUSED.inc()
+        logger.warning("refused a connection from %s: SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS reached", peer)
+        if plain:  # a TLS client would not read it
+            with contextlib.suppress(OSError):  # it went away first
+                sock.sendall(TOO_MANY_CONNECTIONS)
+        sock.close()
+        return None
+
+    def _release_connection(self, key: str) -> None:
+        if key:
+            self.application.connections.close(key)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .helpers import Client, ServerProcess, metric_values, wait_until
+from .helpers import Client, ServerProcess, metric_values, self_signed_certificate, wait_until
 
 WAYS = {
     "run_example": {"command": [sys.executable, "run_example.py", "--port", "{port}"]},
@@ -153,13 +153,7 @@ def test_gunicorn_serves_compressed_cache_busted_static_files(start):
 
 
 def test_gunicorn_with_tls_serves_websocket_and_polling(start, tmp_path, clients, room):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_certificate(tmp_path)
     server = start("gunicorn", GUNICORN_CERTFILE=str(cert), GUNICORN_KEYFILE=str(key))
     url = server.url.replace("http://", "https://")
     # Broadcasts to WebSocket clients must go through TLS too (no raw writes past the SSL layer).

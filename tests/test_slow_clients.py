@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from .helpers import GUNICORN, RUN_EXAMPLE, RawSocket, ServerProcess, wait_until
+from .helpers import GUNICORN, RUN_EXAMPLE, RawSocket, ServerProcess, self_signed_certificate, wait_until
 
 HEADERS_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
@@ -298,5 +298,28 @@ def test_gunicorn_cuts_slow_headers_while_others_chat(tmp_path, attack):
         assert max(loris.closed_after.values()) < HEADERS_TIMEOUT + MARGIN
         assert max(latencies) < 1.0, latencies
         speaker.close()
+    finally:
+        server.stop()
+
+
+def test_a_tls_handshake_must_end_within_the_headers_timeout(tmp_path):
+    """gevent completes the handshake before any handler runs: one never finished held its socket for ever."""
+    cert, key = self_signed_certificate(tmp_path)
+    env = {**LIMITS, "GUNICORN_BIND": "127.0.0.1:{port}", "GUNICORN_CERTFILE": str(cert), "GUNICORN_KEYFILE": str(key)}
+    server = ServerProcess(tmp_path, env=env, command=GUNICORN).start()
+    try:
+        started = time.monotonic()
+        stalled = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=HEADERS_TIMEOUT + MARGIN) for _ in range(50)
+        ]
+        for number, sock in enumerate(stalled):
+            if number % 2:
+                sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc")  # the start of a ClientHello, never the rest
+        for sock in stalled:
+            assert sock.recv(100) == b""  # closed by the server
+            sock.close()
+        assert time.monotonic() - started < HEADERS_TIMEOUT + MARGIN
+        assert requests.get(server.url.replace("http", "https") + "/healthz", verify=str(cert), timeout=10).ok
+        assert "Traceback" not in server.log()
     finally:
         server.stop()
