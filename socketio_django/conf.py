@@ -101,6 +101,8 @@ def http_limits() -> dict[str, Any]:
         "body_timeout": setting("SOCKETIO_BODY_TIMEOUT"),
         "max_headers_size": setting("SOCKETIO_MAX_HEADERS_SIZE"),
         "max_body_size": setting("SOCKETIO_MAX_BODY_SIZE"),
+        "socketio_path": "/" + setting("SOCKETIO_RESOURCE").strip("/") + "/",
+        "max_socketio_body_size": setting("SOCKETIO_MAX_PAYLOAD"),
     }
 
 

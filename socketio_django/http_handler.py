@@ -67,6 +67,9 @@ class HTTPHandler(WebSocketHandler):
     max_headers_size: int = 16 * 1024
     #: Bytes of body a request may send; the server reads that much into memory before the application runs.
     max_body_size: int = 1024 * 1024
+    #: Engine.IO's requests (under this path) take no more than its largest packet, SOCKETIO_MAX_PAYLOAD.
+    socketio_path: str = "/socket.io/"
+    max_socketio_body_size: int = 64 * 1024
 
     #: The running clock of the request being read (its line and headers).
     _head_deadline: gevent.Timeout | None = None
@@ -141,18 +144,21 @@ class HTTPHandler(WebSocketHandler):
         chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
         if not chunked and not self.content_length:
             return None
-        if (self.content_length or 0) > self.max_body_size:
-            raise Refused(
-                "413 Content Too Large", f"a body of {self.content_length} bytes (at most {self.max_body_size})"
-            )
+        limit = self.max_body_size
+        if self.path.startswith(self.socketio_path):
+            limit = self.max_socketio_body_size
+            if (self.content_length or 0) > limit:
+                return None  # unread: Engine.IO refuses it on its length, and closes its session
+        if (self.content_length or 0) > limit:
+            raise Refused("413 Content Too Large", f"a body of {self.content_length} bytes (at most {limit})")
         # pywsgi's Input: it reads chunked bodies and answers "Expect: 100-continue".
         expecting = self.headers.get("expect", "").lower() == "100-continue"
         body = Input(self.rfile, self.content_length, socket=self.socket if expecting else None, chunked_input=chunked)
         late = Refused("408 Request Timeout", f"body not complete within {self.body_timeout}s")
         with gevent.Timeout(self.body_timeout, late):
-            data = body.read(self.max_body_size + 1)
-        if len(data) > self.max_body_size:
-            raise Refused("413 Content Too Large", f"a chunked body over {self.max_body_size} bytes")
+            data = body.read(limit + 1)
+        if len(data) > limit:
+            raise Refused("413 Content Too Large", f"a chunked body over {limit} bytes")
         return data
 
     def get_environ(self) -> dict:

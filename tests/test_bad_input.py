@@ -393,3 +393,15 @@ def test_a_burst_of_malformed_packets_takes_one_log_line(fresh_server, room):
     hostile.frames_until_closed()
     wait_until(lambda: f"disconnecting {hostile.engine_id}" in server.log(), what="the log line")
     assert server.log().count(f"disconnecting {hostile.engine_id}") == 1  # it was one a packet
+
+
+def test_a_polling_post_over_the_packet_limit_is_refused_before_its_body_is_read(server):
+    # Bodies up to SOCKETIO_MAX_BODY_SIZE (1 MiB) are read before the application runs; Engine.IO's
+    # take no more than SOCKETIO_MAX_PAYLOAD (64 KiB): this one is refused on its announced length.
+    session = polling_session(server)
+    path = session.split(str(server.port), 1)[1]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 900000\r\n\r\n".encode())
+        answer = sock.recv(4096)  # no byte of the body sent: it waited for it, up to the body timeout
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert requests.get(session, timeout=10).status_code == 400  # and its session is closed
