@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import gevent
@@ -195,8 +195,10 @@ class ConnectionsPerAddress:
 
     Trusted proxies carry many clients on their connections and are not
     counted. A WebSocket leaves the count once upgraded (its session counts
-    in :class:`SessionLimits`); what stays counted is a connection sending
-    its request, waiting for its answer or kept alive between requests.
+    in :class:`SessionLimits`), except over TLS, where python-engineio's
+    transport keeps its request running; what stays counted is a connection
+    sending its request, waiting for its answer or kept alive between
+    requests.
     """
 
     def __init__(self, max_connections: int, addresses: ClientAddresses) -> None:
@@ -237,19 +239,14 @@ class ConnectionLimitedServer:
     """
 
     def handle(self, sock: Any, address: Any) -> None:
-        key = self._admit_connection(sock, address, plain=True)
-        if key is None:
-            return
-        try:
-            super().handle(sock, address)
-        finally:
-            self._release_connection(key)
+        with self.counted(sock, address) as admitted:
+            if admitted:
+                super().handle(sock, address)
 
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> None:
-        key = self._admit_connection(client_socket, address, plain=False)
-        if key is None:
-            return
-        try:
+        with self.counted(client_socket, address, plain=False) as admitted:
+            if not admitted:
+                return
             timeout = getattr(self.handler_class, "headers_timeout", None)
             try:
                 with gevent.Timeout(timeout, TimeoutError("TLS handshake not complete in time")):
@@ -259,16 +256,28 @@ class ConnectionLimitedServer:
                 return
             with contextlib.closing(tls_socket):
                 super().handle(tls_socket, address)  # the server's own handle(): counted already
-        finally:
-            self._release_connection(key)
 
-    def _admit_connection(self, sock: Any, address: Any, plain: bool) -> str | None:
-        """The connection's key in the count (``""``: not counted), or None after turning it away."""
+    @contextlib.contextmanager
+    def counted(self, sock: Any, address: Any, plain: bool = True) -> Iterator[bool]:
+        """While it is served, count a connection against its peer's cap; whether it was let in.
+
+        One turned away is closed first (a ``plain`` one, not TLS, reads 429 before).
+        """
         connections: ConnectionsPerAddress | None = getattr(self.application, "connections", None)
         peer = address[0] if isinstance(address, tuple) else ""
         key = connections.open(peer) if connections is not None else ""
-        if key is not None:
-            return key
+        if key is None:
+            self._turn_away(sock, peer, plain)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            if key:
+                connections.close(key)
+
+    @staticmethod
+    def _turn_away(sock: Any, peer: str, plain: bool) -> None:
         # Not imported with this module: Gunicorn's master imports it (for the worker class),
         # before prometheus-client's multiprocess mode is set up for the workers.
         from .metrics import REFUSED
@@ -279,8 +288,3 @@ class ConnectionLimitedServer:
             with contextlib.suppress(OSError):  # it went away first
                 sock.sendall(TOO_MANY_CONNECTIONS)
         sock.close()
-        return None
-
-    def _release_connection(self, key: str) -> None:
-        if key:
-            self.application.connections.close(key)

@@ -105,7 +105,10 @@ class Receiver:
             connection.close()
             return
         rfile = io.BufferedReader(_Replayed(request, connection))
-        self.server.handler_class(connection, address, self.server, rfile=rfile).handle()
+        # Served here from now on: counted here (the worker that handed it over counts it no more).
+        with self.server.counted(connection, address) as admitted:
+            if admitted:
+                self.server.handler_class(connection, address, self.server, rfile=rfile).handle()
 
     def close(self) -> None:
         self.greenlet.kill(block=False)
