@@ -31,7 +31,11 @@ def address_buckets() -> KeyedBuckets:
 
 
 def check_rate(bucket: TokenBucket, address: str) -> None:
-    """Spend one message of this connection's and this address's budgets, or raise why not."""
+    """Spend one message of this connection's and this address's budgets, or raise why not.
+
+    The connection's first: a connection flooding past its own rate then spends nothing of the
+    budget its neighbours at the same address share.
+    """
     if not bucket.take():
         raise ValidationError(
             f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst})", code="rate-limited"
