@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from socketio_django.addresses import ClientAddresses, address_key
+from socketio_django.ratelimit import KeyedBuckets
 
 from .helpers import GUNICORN, RUN_EXAMPLE, WAIT, ServerProcess, wait_until
 
@@ -159,3 +160,12 @@ def test_one_peer_holds_at_most_its_connections(tmp_path, command):
         assert "Traceback" not in server.log()
     finally:
         server.stop()
+
+
+def test_buckets_of_addresses_seen_long_ago_are_forgotten():
+    buckets = KeyedBuckets(rate=10, burst=1, prune_above=100)
+    assert all(buckets.take(f"203.0.113.{number}") for number in range(100))
+    time.sleep(0.15)  # every one of them refills (a token each 0.1 s)
+    assert buckets.take("198.51.100.1")  # the 101st address: the refilled ones are forgotten
+    assert len(buckets) == 1
+    assert not buckets.take("198.51.100.1")  # a recent one is still spent
