@@ -131,10 +131,11 @@ class Instance(ServerProcess):
 
     def workers(self) -> dict[str, int]:
         """The live workers' session tokens, and their pids (from the log)."""
-        return {token: int(pid) for pid, token in WORKER_LINE.findall(self.log()) if _alive(int(pid))}
+        return {token: int(pid) for pid, token in WORKER_LINE.findall(self.log()) if alive(int(pid))}
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

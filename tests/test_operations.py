@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .helpers import Client, ServerProcess, metric_values, self_signed_certificate, wait_until
+from .helpers import Client, ServerProcess, alive, metric_values, self_signed_certificate, wait_until
 
 WAYS = {
     "run_example": {"command": [sys.executable, "run_example.py", "--port", "{port}"]},
@@ -211,15 +211,7 @@ def test_runsocketio_reloader_shuts_down_gracefully_on_a_signal_to_its_parent(st
     assert server.process.wait(SHUTDOWN_TIMEOUT + 10) == 0
     client.wait_for("disconnect")
     assert "shut down in" in server.log(), server.log()
-    assert not _alive_pid(child)
-
-
-def _alive_pid(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert not alive(child)
 
 
 @pytest.mark.parametrize("way", list(WAYS))
