@@ -98,8 +98,12 @@ SLOW_QUERY = 4.0
 
 
 def chat_during_a_slow_query(server, clients, postgres, room, seconds: float = SLOW_QUERY) -> dict:
-    """50 clients chat (3 messages each, 0.3 s apart) while another client's view waits on ``pg_sleep``."""
-    chatters = [clients.join(server.url, room, f"chatter-{n}") for n in range(50)]
+    """50 clients chat (3 messages each, 0.3 s apart) while another client's view waits on ``pg_sleep``.
+
+    Each in a room of its own: in one room, each message's 50 deliveries (a thread each in
+    python-socketio's client) loaded this test's process more than the server, and set the acks' pace.
+    """
+    chatters = [clients.join(server.url, f"{room}-{n}", f"chatter-{n}") for n in range(50)]
     sleeper = clients(server.url, namespace="/slow")
     result: dict = {"latencies": []}
 
