@@ -356,16 +356,38 @@ class WebSocketConnection:
         self._writing.close()
         if self._deadline is not None:
             self._deadline.close()
+            self._deadline = None
         self._unregister()
-        # Closing with unread bytes resets the connection, and the client could lose what was
-        # written just before (the close frame): drop what it still sends until it closes too.
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
-        self._deadline = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
-        self._deadline.start(self._close_descriptor)
-        self._reading.start(self._drop_input)
+        _Drain(self.sock, self._reading)
 
-    def _drop_input(self) -> None:
+    def _unregister(self) -> None:
+        """Take this connection out of the registry: broadcasts no longer reach it."""
+        websockets = self.engineio_socket.server.websockets
+        if websockets.get(self.engineio_socket.sid) is self:
+            del websockets[self.engineio_socket.sid]
+
+
+class _Drain:
+    """A closed connection's last seconds: what its client still sends is dropped until it closes too.
+
+    Closing with unread bytes resets the connection, and the client could lose what
+    was written just before (the close frame). An object of its own, so that the
+    connection and its session are freed meanwhile (a client that never closes
+    would hold them for ``CLOSE_TIMEOUT``).
+    """
+
+    __slots__ = ("sock", "reading", "deadline")
+
+    def __init__(self, sock: _socket.socket, reading: Any) -> None:
+        self.sock, self.reading = sock, reading
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        # Active watchers keep their callbacks, and so this object, alive.
+        self.deadline = gevent.get_hub().loop.timer(CLOSE_TIMEOUT)
+        self.deadline.start(self.close)
+        reading.start(self.drop_input)
+
+    def drop_input(self) -> None:
         try:
             if self.sock.recv_into(_dropped):
                 return None
@@ -373,18 +395,12 @@ class WebSocketConnection:
             return None
         except OSError:
             pass
-        return self._close_descriptor()
+        return self.close()
 
-    def _close_descriptor(self) -> None:
-        self._reading.close()
-        self._deadline.close()
+    def close(self) -> None:
+        self.reading.close()
+        self.deadline.close()
         self.sock.close()
-
-    def _unregister(self) -> None:
-        """Take this connection out of the registry: broadcasts no longer reach it."""
-        websockets = self.engineio_socket.server.websockets
-        if websockets.get(self.engineio_socket.sid) is self:
-            del websockets[self.engineio_socket.sid]
 
 
 class WebSocketRegistry(dict):

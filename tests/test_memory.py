@@ -48,3 +48,15 @@ def test_sessions_closed_while_upgrading_are_released_at_once(fresh_server):
     wait_until(lambda: sessions_in_memory(server) <= start + 5, timeout=5, what="closed sessions freed")
     for upgrade in upgrades:
         upgrade.close()
+
+
+def test_websockets_whose_client_fell_silent_are_released_at_their_ping_timeout(fresh_server):
+    """A closed WebSocket waits up to 5 s for its client's side to close; it held the session all that time."""
+    server = fresh_server(SOCKETIO_PING_INTERVAL="1", SOCKETIO_PING_TIMEOUT="1")
+    start = sessions_in_memory(server)
+    silent = [RawSocket(server.url, namespace="/echo") for _ in range(50)]  # they never answer a ping
+    wait_until(lambda: connected(server) == 0, what="the silent clients timed out")
+    # Well within the 5 s the descriptors may linger: nothing but the connection held the sessions.
+    wait_until(lambda: sessions_in_memory(server) <= start + 5, timeout=2, what="timed-out sessions freed")
+    for raw in silent:
+        raw.ws.close()
