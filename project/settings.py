@@ -142,9 +142,11 @@ SOCKETIO_SESSION_RATE_PER_ADDRESS = env_float("SOCKETIO_SESSION_RATE_PER_ADDRESS
 SOCKETIO_SESSION_BURST_PER_ADDRESS = env_int("SOCKETIO_SESSION_BURST_PER_ADDRESS", 10)
 SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS = env_int("SOCKETIO_MAX_CONNECTIONS_PER_ADDRESS", 0)
 # What a request may take before the view sees it (socketio_django/http_handler.py): seconds for its
-# headers (an idle keep-alive connection waits for them too) and body, bytes of headers and body.
+# headers (an idle keep-alive connection waits for them too) and body, bytes of headers and body;
+# seconds a response's write may wait for its client to read.
 SOCKETIO_HEADERS_TIMEOUT = env_float("SOCKETIO_HEADERS_TIMEOUT", 10)
 SOCKETIO_BODY_TIMEOUT = env_float("SOCKETIO_BODY_TIMEOUT", 30)
+SOCKETIO_SEND_TIMEOUT = env_float("SOCKETIO_SEND_TIMEOUT", 30)
 SOCKETIO_MAX_HEADERS_SIZE = env_int("SOCKETIO_MAX_HEADERS_SIZE", 16 * 1024)
 SOCKETIO_MAX_BODY_SIZE = env_int("SOCKETIO_MAX_BODY_SIZE", 1024 * 1024)
 

@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_HEADERS_TIMEOUT": 10.0,
     # Seconds a request's body may take once its headers are in (408 past it).
     "SOCKETIO_BODY_TIMEOUT": 30.0,
+    # Seconds a response's write may wait for its client to read (slow readers would hold sockets for ever).
+    "SOCKETIO_SEND_TIMEOUT": 30.0,
     # Bytes of request headers taken (431 past it): Node's default, room for a browser's cookies.
     "SOCKETIO_MAX_HEADERS_SIZE": 16 * 1024,
     # Bytes of request body taken (413 past it), read into memory before the view runs; the chat's are 64 KiB.
@@ -99,6 +101,7 @@ def http_limits() -> dict[str, Any]:
     return {
         "headers_timeout": setting("SOCKETIO_HEADERS_TIMEOUT"),
         "body_timeout": setting("SOCKETIO_BODY_TIMEOUT"),
+        "send_timeout": setting("SOCKETIO_SEND_TIMEOUT"),
         "max_headers_size": setting("SOCKETIO_MAX_HEADERS_SIZE"),
         "max_body_size": setting("SOCKETIO_MAX_BODY_SIZE"),
         "socketio_path": "/" + setting("SOCKETIO_RESOURCE").strip("/") + "/",

@@ -17,21 +17,27 @@ by the Gunicorn worker (:mod:`.workers`, through :mod:`.handover`):
 - answers headers over ``max_headers_size`` bytes (or over 100 lines) with 431
   and a body announced over ``max_body_size`` with 413, without reading them;
   pywsgi answers a request line over 8 KiB with 414 and a malformed request
-  with 400.
+  with 400;
+- gives each write of a response ``send_timeout`` seconds: a client that
+  reads nothing for that long (a "slow read": a tiny receive window, many
+  pipelined requests) held its socket and greenlet for ever. Its connection
+  is reset, so the kernel drops what it still held for it too.
 
 Each answer closes the connection and takes one log line (which
 :class:`~.logs.RateLimit` keeps short under a flood); a client that went away
 mid-request takes none. Once the application has a request, nothing here
-limits it: a WebSocket after its upgrade, a long-poll or an event stream
-waiting for data.
+limits it but the send timeout: a WebSocket after its upgrade, a long-poll
+or an event stream waiting for data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import socket
+import struct
 from http.client import HTTPException
 from typing import IO, Any, Self
 
@@ -65,6 +71,8 @@ class HTTPHandler(WebSocketHandler):
     body_timeout: float = 30.0
     #: Bytes of headers (after the request line, which pywsgi bounds to 8 KiB) a request may send.
     max_headers_size: int = 16 * 1024
+    #: Seconds a response's write may wait for the client to read (pywsgi's writes: not a WebSocket's frames).
+    send_timeout: float = 30.0
     #: Bytes of body a request may send; the server reads that much into memory before the application runs.
     max_body_size: int = 1024 * 1024
     #: Engine.IO's requests (under this path) take no more than its largest packet, SOCKETIO_MAX_PAYLOAD.
@@ -90,6 +98,34 @@ class HTTPHandler(WebSocketHandler):
         with contextlib.suppress(OSError):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().handle()
+
+    #: A send timeout ends the response as a reset does: no traceback, the connection closed.
+    ignored_socket_errors = (*WebSocketHandler.ignored_socket_errors, errno.ETIMEDOUT)
+
+    def _sendall(self, data: bytes) -> None:
+        late = gevent.Timeout(self.send_timeout)
+        late.start()
+        try:
+            super()._sendall(data)
+        except gevent.Timeout as timeout:
+            if timeout is not late:
+                raise
+            self._abort_slow_reader()
+            raise OSError(errno.ETIMEDOUT, "the client read nothing in time") from None
+        finally:
+            late.close()
+
+    def _abort_slow_reader(self) -> None:
+        """Reset the connection: closing it would leave the kernel holding (and retrying) what the client never read."""
+        logger.warning(
+            "closed a connection of %s: it read none of its response for %ss", self._peer(), self.send_timeout
+        )
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def _peer(self) -> str:
+        return self.client_address[0] if isinstance(self.client_address, tuple) else self.client_address
 
     def handle_one_request(self) -> Any:
         try:
@@ -183,7 +219,6 @@ class HTTPHandler(WebSocketHandler):
             refused = Refused("400 Bad Request", f"malformed request ({str(error)[:120]})")
         else:
             return super()._handle_client_error(error)  # a bug: its traceback
-        address = self.client_address[0] if isinstance(self.client_address, tuple) else self.client_address
         # The status in the template: each status is a kind of its own for logs.RateLimit.
-        logger.warning("refused a request from %s: " + refused.status + " (%s)", address, refused.reason)
+        logger.warning("refused a request from %s: " + refused.status + " (%s)", self._peer(), refused.reason)
         return refused.response()

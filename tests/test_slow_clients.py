@@ -13,14 +13,24 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from .helpers import GUNICORN, RUN_EXAMPLE, RawSocket, ServerProcess, self_signed_certificate, wait_until
+from .helpers import (
+    GUNICORN,
+    RUN_EXAMPLE,
+    RawSocket,
+    ServerProcess,
+    open_descriptors,
+    self_signed_certificate,
+    wait_until,
+)
 
 HEADERS_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
+SEND_TIMEOUT = 2.0
 MARGIN = 3.0  # seconds past a limit that the server may take to act on it, on a busy 2-core machine
 LIMITS = {
     "SOCKETIO_HEADERS_TIMEOUT": str(HEADERS_TIMEOUT),
     "SOCKETIO_BODY_TIMEOUT": str(BODY_TIMEOUT),
+    "SOCKETIO_SEND_TIMEOUT": str(SEND_TIMEOUT),
     "CHAT_API_TOKEN": "test-token",
 }
 # Request heads that never end: half the attackers trickle the request line too, half only the headers.
@@ -139,6 +149,35 @@ def test_slow_headers_are_cut_at_the_headers_timeout_while_others_chat(server, a
     # 300 refusals in the log: a few lines, the last saying that more were suppressed.
     refusals = wait_until(lambda: _lines(server, "408 Request Timeout (headers not complete"), what="the log lines")
     assert len(refusals) <= 10 and "more like this suppressed" in refusals[-1], refusals
+    speaker.close()
+
+
+def test_a_client_that_reads_nothing_is_cut_at_the_send_timeout_while_others_chat(server):
+    """A "slow read": pipelined requests whose answers the client never reads held its socket for ever."""
+    speaker = RawSocket(server.url, {"room": "slow", "name": "reader"})
+    speaker.next_events(1, "welcome")
+    descriptors = open_descriptors(server)
+    request = b"GET /static/js/vendor/socket.io.esm.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    readers = []
+    for _ in range(20):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window, before connecting
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(request * 300)  # 12 MB of answers: more than the kernel buffers on both sides
+        readers.append(sock)
+    wait_until(lambda: open_descriptors(server) > descriptors + 10, what="the slow readers served")
+
+    chat_until(lambda: open_descriptors(server) <= descriptors, speaker, "the slow readers cut")
+
+    for sock in readers:  # reset, not closed: the kernel no longer holds their answers either
+        sock.settimeout(MARGIN)
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(65536):
+                pass
+        sock.close()
+    cut = wait_until(lambda: _lines(server, "read none of its response for 2.0s"), what="the log lines")
+    assert 1 <= len(cut) <= 10, cut
+    assert "Traceback" not in server.log()
     speaker.close()
 
 
