@@ -6,25 +6,28 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 import requests
+import websocket
 
-from .helpers import ROOT, TRANSPORTS, Client, free_port, wait_until
+from .helpers import ROOT, TRANSPORTS, WAIT, Client, free_port, metric_values, wait_until
 
 
 class HAProxy:
     """Debian's haproxy with the shipped configuration, in front of ``servers``."""
 
-    def __init__(self, workdir: Path, servers: list[str]) -> None:
+    def __init__(self, workdir: Path, servers: list[str], **settings: str) -> None:
         assert shutil.which("haproxy"), "install Debian's haproxy (tests/run.sh does)"
         self.port = free_port()
         self.log_path = workdir / "haproxy.log"
         self.env = {**os.environ, "CHAT_BIND": f"127.0.0.1:{self.port}"}
         self.env.update({f"CHAT_SERVER_{n}": server for n, server in enumerate(servers, start=1)})
+        self.env.update(settings)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -119,3 +122,43 @@ def test_an_instance_shutting_down_sends_its_clients_to_the_other_and_loses_noth
     stored = set(json.loads(staying.manage("shell", "-c", listing).strip().splitlines()[-1]))
     assert set(acknowledged) <= stored, "an acknowledged message was lost"
     assert "connect id=" in staying.log()
+
+
+def websocket_from(source: str, proxy: HAProxy) -> websocket.WebSocket:
+    """A client of /echo over WebSocket through ``proxy``, from the local address ``source`` (of 127.0.0.0/8)."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT, source_address=(source, 0))
+    url = proxy.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    connection = websocket.create_connection(url, socket=sock, timeout=WAIT)
+    assert connection.recv().startswith("0{")
+    connection.send("40/echo,")
+    assert connection.recv().startswith("40/echo,")
+    return connection
+
+
+def test_haproxy_holds_one_address_to_its_connections_across_instances(fresh_server, tmp_path):
+    """The instances' per-address caps count per process; HAProxy's counts every instance and worker."""
+    backends = [fresh_server(), fresh_server()]
+    servers = [f"127.0.0.1:{backend.port}" for backend in backends]
+    proxy = HAProxy(tmp_path, servers, CHAT_MAX_CONNECTIONS_PER_ADDRESS="4").start()
+    try:
+        held = [websocket_from("127.0.0.2", proxy) for _ in range(4)]
+        connected = [metric_values(backend)["socketio_connected_clients"] for backend in backends]
+        assert connected == [2, 2], connected  # leastconn: two on each instance
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket_from("127.0.0.2", proxy)
+        assert refused.value.status_code == 429
+        others = [websocket_from("127.0.0.3", proxy) for _ in range(4)]  # another address has its own
+        assert requests.get(proxy.url + "/healthz", timeout=WAIT).status_code == 200  # from 127.0.0.1
+        held.pop().close()
+        held.append(wait_until(lambda: _accepted("127.0.0.2", proxy), what="a place given back"))
+        for connection in held + others:
+            connection.close()
+    finally:
+        proxy.stop()
+
+
+def _accepted(source: str, proxy: HAProxy) -> websocket.WebSocket | None:
+    try:
+        return websocket_from(source, proxy)
+    except websocket.WebSocketBadStatusException:
+        return None
