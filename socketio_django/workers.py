@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from gunicorn.workers.ggevent import PyWSGIServer
 
@@ -36,3 +37,17 @@ class HandoverServer(ConnectionLimitedServer, PyWSGIServer):
 class SocketIOWorker(GeventWebSocketWorker):
     server_class = HandoverServer
     wsgi_handler = handover.HandoverHandler
+    quitting = False
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        # SIGINT (Ctrl-C) or SIGQUIT: stop at once. Gunicorn's gevent worker calls sys.exit() in a
+        # greenlet of its own, which gevent reports as a SystemExit traceback (benoitc/gunicorn#3239).
+        # Once: Ctrl-C signals the whole group, and the master sends its SIGQUIT too.
+        if not self.quitting:
+            self.quitting = True
+            gevent.spawn(self._quit)
+
+    def _quit(self) -> None:
+        self.alive = False
+        self.cfg.worker_int(self)
+        gevent.get_hub().parent.throw(SystemExit(0))  # the main greenlet leaves, as on sys.exit()

@@ -111,6 +111,19 @@ def test_sigterm_sends_clients_away_and_keeps_every_acknowledged_message(start, 
     assert [message["id"] for message in history] == acknowledged
 
 
+def test_gunicorn_stops_at_once_on_ctrl_c_without_a_traceback(start, clients):
+    server = start("gunicorn", GUNICORN_WORKERS="2")
+    people = [
+        clients.join(server.url, "ops", f"{transport}-quitter", transport) for transport in ("websocket", "polling")
+    ]
+    started = time.monotonic()
+    assert server.stop(signal.SIGINT) == 0  # to the whole group, as a terminal does
+    assert time.monotonic() - started < 5
+    for person in people:
+        person.wait_for("disconnect")
+    assert "Traceback" not in server.log() and "SystemExit" not in server.log(), server.log()
+
+
 def test_runsocketio_warns_about_unapplied_migrations(start):
     server = start("runsocketio-unmigrated")
     listening = f"Socket.IO server listening on http://127.0.0.1:{server.port}/"
