@@ -238,8 +238,30 @@ def test_a_slow_body_is_answered_408_within_the_body_timeout(server, path):
         (b"POST /api/rooms/x/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n", b"413"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", b"400"),  # TLS spoken to plain HTTP
         (b"POST /api/rooms/x/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"400"),
+        # Header lines the email parser took (a guess, or the lines after dropped): RFC 9112 refuses them.
+        (b"GET /healthz HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n", b"400"),  # a space before the colon
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\n 2\r\n\r\n", b"400"),  # a folded line
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nnot a header\r\n\r\n", b"400"),
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x00b\r\n\r\n", b"400"),
+        (
+            b"POST /api/rooms/x/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 30\r\n\r\n"
+            + b"{}" * 15,
+            b"400",
+        ),
     ],
-    ids=["long-line", "big-headers", "many-headers", "big-body", "garbage", "bad-chunk"],
+    ids=[
+        "long-line",
+        "big-headers",
+        "many-headers",
+        "big-body",
+        "garbage",
+        "bad-chunk",
+        "space-before-colon",
+        "folded",
+        "no-colon",
+        "control-character",
+        "two-lengths",
+    ],
 )
 def test_an_oversized_or_malformed_request_is_refused_at_once_in_one_log_line(fresh_server, request_bytes, status):
     server = fresh_server(**LIMITS)  # of its own: the log's rate limit counts each kind of refusal
