@@ -38,6 +38,15 @@ class SocketIOWorker(GeventWebSocketWorker):
     server_class = HandoverServer
     wsgi_handler = handover.HandoverHandler
     quitting = False
+    #: The main greenlet is in run(): where leaving at once is safe (not in Gunicorn's cleanup after it).
+    running = False
+
+    def run(self) -> None:
+        self.running = True
+        try:
+            super().run()
+        finally:
+            self.running = False
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         # SIGINT (Ctrl-C) or SIGQUIT: stop at once. Gunicorn's gevent worker calls sys.exit() in a
@@ -49,5 +58,8 @@ class SocketIOWorker(GeventWebSocketWorker):
 
     def _quit(self) -> None:
         self.alive = False
-        self.cfg.worker_int(self)
-        gevent.get_hub().parent.throw(SystemExit(0))  # the main greenlet leaves, as on sys.exit()
+        try:
+            self.cfg.worker_int(self)
+        finally:
+            if self.running:  # the main greenlet leaves, as on sys.exit()
+                gevent.get_hub().parent.throw(SystemExit(0))

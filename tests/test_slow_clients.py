@@ -175,10 +175,27 @@ def test_a_client_that_reads_nothing_is_cut_at_the_send_timeout_while_others_cha
             while sock.recv(65536):
                 pass
         sock.close()
-    cut = wait_until(lambda: _lines(server, "read none of its response for 2.0s"), what="the log lines")
+    cut = wait_until(lambda: _lines(server, "took none of its response for 2.0s"), what="the log lines")
     assert 1 <= len(cut) <= 10, cut
     assert "Traceback" not in server.log()
     speaker.close()
+
+
+def test_a_client_that_reads_slowly_gets_its_whole_answer(server):
+    """The send timeout bounds each wait for the client, not the whole answer."""
+    request = b"GET /static/js/vendor/socket.io.esm.min.js.map HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(request)
+    started, answer = time.monotonic(), bytearray()
+    with sock:
+        while chunk := sock.recv(1024):
+            answer += chunk
+            time.sleep(0.02)  # at most 50 KB/s: the 190 KB take about twice the send timeout
+    head, body = bytes(answer).split(b"\r\n\r\n", 1)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert len(body) == length and time.monotonic() - started > SEND_TIMEOUT, (len(body), length)
 
 
 def _lines(server: ServerProcess, text: str) -> list[str]:
@@ -248,6 +265,12 @@ def test_a_slow_body_is_answered_408_within_the_body_timeout(server, path):
             + b"{}" * 15,
             b"400",
         ),
+        (b"POST /api/rooms/x/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +2\r\n\r\n{}", b"400"),
+        (
+            b"POST /api/rooms/x/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            + b"2\r\n{}\r\n0\r\n\r\n",
+            b"501",
+        ),
     ],
     ids=[
         "long-line",
@@ -261,6 +284,8 @@ def test_a_slow_body_is_answered_408_within_the_body_timeout(server, path):
         "no-colon",
         "control-character",
         "two-lengths",
+        "signed-length",
+        "unknown-coding",
     ],
 )
 def test_an_oversized_or_malformed_request_is_refused_at_once_in_one_log_line(fresh_server, request_bytes, status):
