@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -162,3 +163,27 @@ def _accepted(source: str, proxy: HAProxy) -> websocket.WebSocket | None:
         return websocket_from(source, proxy)
     except websocket.WebSocketBadStatusException:
         return None
+
+
+def handshake_from(source: str, proxy: HAProxy, query: str = "") -> int:
+    """The status of an Engine.IO polling request through ``proxy`` from the local address ``source``."""
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=WAIT, source_address=(source, 0))
+    try:
+        connection.request("GET", "/socket.io/?EIO=4&transport=polling" + query)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_haproxy_holds_one_address_to_its_handshakes_across_instances(fresh_server, tmp_path):
+    backends = [fresh_server(), fresh_server()]
+    servers = [f"127.0.0.1:{backend.port}" for backend in backends]
+    proxy = HAProxy(tmp_path, servers, CHAT_HANDSHAKES_PER_ADDRESS="6").start()
+    try:
+        assert [handshake_from("127.0.0.2", proxy) for _ in range(6)] == [200] * 6
+        assert handshake_from("127.0.0.2", proxy) == 429  # a seventh session within 10 s
+        assert handshake_from("127.0.0.3", proxy) == 200  # another address has its own
+        # Requests of a session (naming its sid) are not handshakes: an unknown one is the server's 400.
+        assert handshake_from("127.0.0.2", proxy, "&sid=unknown") == 400
+    finally:
+        proxy.stop()
