@@ -211,12 +211,11 @@ class HTTPHandler(WebSocketHandler):
         chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
         if not chunked and not self.content_length:
             return None
-        limit = self.max_body_size
-        if self.path.startswith(self.socketio_path):
-            limit = self.max_socketio_body_size
-            if (self.content_length or 0) > limit:
-                return None  # unread: Engine.IO refuses it on its length, and closes its session
+        engineio = self.path.startswith(self.socketio_path)
+        limit = self.max_socketio_body_size if engineio else self.max_body_size
         if (self.content_length or 0) > limit:
+            if engineio:
+                return None  # unread: Engine.IO refuses it on its length, and closes its session
             raise Refused("413 Content Too Large", f"a body of {self.content_length} bytes (at most {limit})")
         # pywsgi's Input: it reads chunked bodies and answers "Expect: 100-continue".
         expecting = self.headers.get("expect", "").lower() == "100-continue"

@@ -217,6 +217,13 @@ queries = st.sampled_from(
 # -- the attacks -------------------------------------------------------------
 
 
+def send_packets(ws: websocket.WebSocket, packets: list[str | bytes]) -> None:
+    """Send Engine.IO packets, each in a frame of its own (text or binary)."""
+    for packet in packets:
+        with contextlib.suppress(OSError, websocket.WebSocketException):  # the server may have closed already
+            ws.send_binary(packet) if isinstance(packet, bytes) else ws.send(packet)
+
+
 @dataclasses.dataclass
 class WebSocketAttack:
     """A raw WebSocket sends Engine.IO packets, each in a frame of its own."""
@@ -226,9 +233,7 @@ class WebSocketAttack:
 
     def run(self, url: str) -> None:
         ws = open_websocket(url, self.connect)
-        for packet in self.packets:
-            with contextlib.suppress(OSError, websocket.WebSocketException):  # the server may have closed already
-                ws.send_binary(packet) if isinstance(packet, bytes) else ws.send(packet)
+        send_packets(ws, self.packets)
         assert_closed_after_we_leave(ws.sock)
 
 
@@ -275,9 +280,7 @@ class UpgradeAttack:
         ws = websocket.create_connection(
             session.replace("http://", "ws://").replace("polling", "websocket"), timeout=WAIT
         )
-        for packet in ["2probe", *self.packets]:
-            with contextlib.suppress(OSError, websocket.WebSocketException):
-                ws.send_binary(packet) if isinstance(packet, bytes) else ws.send(packet)
+        send_packets(ws, ["2probe", *self.packets])
         assert_closed_after_we_leave(ws.sock)
         checked(requests.post(session, data=b"1", timeout=WAIT))  # closes it, if the upgrade failed
 
