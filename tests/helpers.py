@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -347,6 +348,25 @@ def metric_values(server: ServerProcess) -> dict[str, float]:
             labels = ",".join(f"{key}={value}" for key, value in sorted(sample.labels.items()))
             values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return values
+
+
+def connect_from(server: Any, source: str) -> socket.socket:
+    """A TCP connection to ``server`` from the loopback address ``source`` (any 127.x.y.z is this host)."""
+    connection = socket.socket()
+    connection.bind((source, 0))
+    connection.settimeout(WAIT)
+    connection.connect(("127.0.0.1", server.port))
+    return connection
+
+
+def get_from(server: Any, source: str, path: str = "/healthz") -> int:
+    """The status of a GET of ``path`` on ``server`` (anything with a ``port``) from the loopback address ``source``."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT, source_address=(source, 0))
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 def open_descriptors(server: ServerProcess) -> int:

@@ -6,8 +6,6 @@ client it stands for in X-Forwarded-For, as HAProxy in front would.
 
 from __future__ import annotations
 
-import http.client
-import socket
 import time
 
 import pytest
@@ -16,7 +14,7 @@ import requests
 from socketio_django.addresses import ClientAddresses, address_key
 from socketio_django.ratelimit import KeyedBuckets
 
-from .helpers import GUNICORN, RUN_EXAMPLE, WAIT, ServerProcess, wait_until
+from .helpers import GUNICORN, RUN_EXAMPLE, WAIT, ServerProcess, connect_from, get_from, wait_until
 
 HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
 
@@ -119,24 +117,6 @@ def test_the_client_address_behind_proxies():
     # One IPv6 customer gets a /64: all of it is one address for the limits.
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
     assert address_key("::ffff:203.0.113.5") == "203.0.113.5"
-
-
-def connect_from(server, source: str) -> socket.socket:
-    """A TCP connection to ``server`` from the loopback address ``source`` (any 127.x.y.z is this host)."""
-    connection = socket.socket()
-    connection.bind((source, 0))
-    connection.settimeout(WAIT)
-    connection.connect(("127.0.0.1", server.port))
-    return connection
-
-
-def get_from(server, source: str, path: str = "/healthz") -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT, source_address=(source, 0))
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status
-    finally:
-        connection.close()
 
 
 @pytest.mark.parametrize("command", [RUN_EXAMPLE, GUNICORN], ids=["run_example", "gunicorn"])

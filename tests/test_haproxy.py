@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 import requests
 import websocket
 
-from .helpers import ROOT, TRANSPORTS, WAIT, Client, free_port, metric_values, wait_until
+from .helpers import ROOT, TRANSPORTS, WAIT, Client, connect_from, free_port, get_from, metric_values, wait_until
 
 
 class HAProxy:
@@ -127,7 +125,7 @@ def test_an_instance_shutting_down_sends_its_clients_to_the_other_and_loses_noth
 
 def websocket_from(source: str, proxy: HAProxy) -> websocket.WebSocket:
     """A client of /echo over WebSocket through ``proxy``, from the local address ``source`` (of 127.0.0.0/8)."""
-    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT, source_address=(source, 0))
+    sock = connect_from(proxy, source)
     url = proxy.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     connection = websocket.create_connection(url, socket=sock, timeout=WAIT)
     assert connection.recv().startswith("0{")
@@ -167,12 +165,7 @@ def _accepted(source: str, proxy: HAProxy) -> websocket.WebSocket | None:
 
 def handshake_from(source: str, proxy: HAProxy, query: str = "") -> int:
     """The status of an Engine.IO polling request through ``proxy`` from the local address ``source``."""
-    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=WAIT, source_address=(source, 0))
-    try:
-        connection.request("GET", "/socket.io/?EIO=4&transport=polling" + query)
-        return connection.getresponse().status
-    finally:
-        connection.close()
+    return get_from(proxy, source, "/socket.io/?EIO=4&transport=polling" + query)
 
 
 def test_haproxy_holds_one_address_to_its_handshakes_across_instances(fresh_server, tmp_path):
